@@ -1,0 +1,125 @@
+"""The GPU world a manager sets up: projects, virtual clusters and their machines, storages."""
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .querysets import NodeQuerySet, ProjectQuerySet, StorageQuerySet, VirtualClusterQuerySet
+
+
+class Project(models.Model):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="projects", blank=True, verbose_name=_("members")
+    )
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
+
+    def __str__(self):
+        return self.name
+
+
+class QueuePolicy(models.TextChoices):
+    STRICT_FIFO = "strict_fifo", _("strict FIFO")
+    BEST_EFFORT_FIFO = "best_effort_fifo", _("best-effort FIFO")
+
+
+class VirtualCluster(models.Model):
+    """A pool of machines of one GPU type; each machine offers a number of SKUs of one bundle."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    gpu_type = models.CharField(_("GPU type"), max_length=100)
+    sku_gpus = models.PositiveIntegerField(_("GPUs per SKU"), default=1, validators=[MinValueValidator(1)])
+    sku_cpus = models.PositiveIntegerField(_("CPU cores per SKU"), default=12, validators=[MinValueValidator(1)])
+    sku_memory_gib = models.PositiveIntegerField(
+        _("memory per SKU (GiB)"), default=120, validators=[MinValueValidator(1)]
+    )
+    queue_policy = models.CharField(
+        _("queue policy"), max_length=20, choices=QueuePolicy.choices, default=QueuePolicy.STRICT_FIFO
+    )
+    endpoint_host = models.CharField(
+        _("endpoint host"), max_length=255, default="127.0.0.1",
+        help_text=_("Host name or address at which the external ports of this cluster are reachable."),
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="virtual_clusters", blank=True, verbose_name=_("granted users")
+    )
+    groups = models.ManyToManyField(
+        Group, related_name="virtual_clusters", blank=True, verbose_name=_("granted groups")
+    )
+
+    objects = VirtualClusterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("virtual cluster")
+        verbose_name_plural = _("virtual clusters")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def sku_description(self):
+        return _("%(gpus)s GPU + %(cpus)s CPU cores + %(memory)s GiB memory") % {
+            "gpus": self.sku_gpus, "cpus": self.sku_cpus, "memory": self.sku_memory_gib,
+        }
+
+
+class Node(models.Model):
+    """A machine of a virtual cluster. Its free SKUs are derived from the instances placed on it."""
+
+    virtual_cluster = models.ForeignKey(
+        VirtualCluster, on_delete=models.PROTECT, related_name="nodes", verbose_name=_("virtual cluster")
+    )
+    name = models.CharField(_("name"), max_length=253, unique=True)
+    gpu_type = models.CharField(_("GPU type"), max_length=100)
+    sku_capacity = models.PositiveIntegerField(_("SKU capacity"), validators=[MinValueValidator(1)])
+    schedulable = models.BooleanField(_("schedulable"), default=True)
+
+    objects = NodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["virtual_cluster", "name"]
+        verbose_name = _("machine")
+        verbose_name_plural = _("machines")
+
+    def __str__(self):
+        return self.name
+
+
+class StorageKind(models.TextChoices):
+    NFS = "nfs", "NFS"
+    PVC = "pvc", "PersistentVolumeClaim"
+    HOST_PATH = "hostPath", "hostPath"
+
+
+class Storage(models.Model):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=StorageKind.choices)
+    source = models.CharField(
+        _("source"), max_length=500,
+        help_text=_("nfs: server:/export/path; pvc: claim name; hostPath: absolute path on the machine."),
+    )
+    read_only = models.BooleanField(_("read-only"), default=False)
+    projects = models.ManyToManyField(Project, related_name="storages", blank=True, verbose_name=_("granted projects"))
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="storages", blank=True, verbose_name=_("granted users")
+    )
+
+    objects = StorageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("storage")
+        verbose_name_plural = _("storages")
+
+    def __str__(self):
+        return self.name

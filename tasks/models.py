@@ -1,0 +1,168 @@
+"""The deployment task: its configuration, its state, its instances and its timeline."""
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from clusters.models import Node, Project, Storage, VirtualCluster
+
+from .querysets import TaskInstanceQuerySet, TaskQuerySet
+from .states import Status
+
+
+class TaskType(models.TextChoices):
+    INFERENCE = "inference", _("Model deployment")
+
+
+class Task(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="tasks", verbose_name=_("project"))
+    task_type = models.CharField(_("task type"), max_length=20, choices=TaskType.choices, default=TaskType.INFERENCE)
+    image = models.CharField(_("image"), max_length=500)
+    virtual_cluster = models.ForeignKey(
+        VirtualCluster, on_delete=models.PROTECT, related_name="tasks", verbose_name=_("virtual cluster")
+    )
+    sku_count = models.PositiveIntegerField(_("SKU count"), default=1)
+    replicas = models.PositiveIntegerField(_("replicas"), default=1)
+    expose_port = models.BooleanField(_("expose port"), default=True)
+    container_port = models.PositiveIntegerField(_("container port"), null=True, blank=True)
+    external_port = models.PositiveIntegerField(
+        _("external port"), null=True, blank=True, help_text=_("Leave blank to let the system pick a free one.")
+    )
+    description = models.TextField(_("description"), blank=True)
+    env = models.JSONField(_("environment variables"), default=list, blank=True)
+    command = models.JSONField(_("command"), default=list, blank=True)
+    args = models.JSONField(_("arguments"), default=list, blank=True)
+
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.NOT_DEPLOYED)
+    status_message = models.TextField(_("status message"), blank=True)
+    pinned = models.BooleanField(_("pinned"), default=False)
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    # The port the endpoint answers on while the task holds GPUs (the chosen or the picked one).
+    endpoint_port = models.PositiveIntegerField(_("endpoint port"), null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tasks", verbose_name=_("owner")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        permissions = [
+            ("pin_task", _("Can pin and unpin a queued task")),
+            ("force_start_task", _("Can force-start a pinned task")),
+            ("view_all_tasks", _("Can see every task and virtual cluster")),
+        ]
+        indexes = [
+            models.Index(fields=["virtual_cluster", "status", "pinned", "queued_at"], name="task_queue_idx"),
+            models.Index(fields=["status"], name="task_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["virtual_cluster"], condition=models.Q(pinned=True), name="one_pinned_task_per_vc"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def endpoint(self):
+        """The HTTP endpoint: shown and usable only while the task is running."""
+        if self.status != Status.RUNNING or not self.expose_port or not self.endpoint_port:
+            return None
+        return f"http://{self.virtual_cluster.endpoint_host}:{self.endpoint_port}"
+
+    @property
+    def shm_size(self):
+        for item in self.env:
+            if item.get("name") == "SHM_SIZE":
+                return item.get("value")
+        return None
+
+
+class TaskMount(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="mounts")
+    storage = models.ForeignKey(Storage, on_delete=models.PROTECT, related_name="mounts", verbose_name=_("storage"))
+    mount_path = models.CharField(_("mount path"), max_length=500)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("storage mount")
+        verbose_name_plural = _("storage mounts")
+        constraints = [models.UniqueConstraint(fields=["task", "mount_path"], name="unique_mount_path_per_task")]
+
+    def __str__(self):
+        return f"{self.storage} → {self.mount_path}"
+
+
+class InstanceStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    STARTING = "starting", _("Starting")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    TERMINATED = "terminated", _("Terminated")
+
+
+class TaskInstance(models.Model):
+    """One running copy of a task, on the machine the scheduler chose for it."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="instances")
+    index = models.PositiveIntegerField(_("index"))
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="instances", verbose_name=_("machine"))
+    node_name = models.CharField(_("node name"), max_length=253)
+    gpu_type = models.CharField(_("GPU type"), max_length=100)
+    sku_count = models.PositiveIntegerField(_("SKU count"))
+    gpu_count = models.PositiveIntegerField(_("GPU count"))
+    gpu_indices = models.JSONField(_("GPU indices"), default=list, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=InstanceStatus.choices, default=InstanceStatus.PENDING
+    )
+    restarts = models.PositiveIntegerField(_("restarts"), default=0)
+    handle = models.CharField(_("runtime handle"), max_length=255, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    log_archive = models.TextField(_("archived log"), blank=True)
+    log_archived = models.BooleanField(_("log archived"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    ready_at = models.DateTimeField(_("ready at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = TaskInstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["task", "index"]
+        verbose_name = _("instance")
+        verbose_name_plural = _("instances")
+        constraints = [models.UniqueConstraint(fields=["task", "index"], name="unique_instance_index")]
+        indexes = [models.Index(fields=["node", "task"], name="instance_node_idx")]
+
+    def __str__(self):
+        return f"{self.task.name}-{self.index}"
+
+
+class TaskEvent(models.Model):
+    """One line of a task's timeline: a transition, or an operation that did not change the state."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(_("from"), max_length=20, choices=Status.choices, blank=True)
+    to_status = models.CharField(_("to"), max_length=20, choices=Status.choices, blank=True)
+    operation = models.CharField(_("operation"), max_length=40)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("actor"),
+    )
+    message = models.TextField(_("message"), blank=True)
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+
+    def __str__(self):
+        return f"{self.task_id}: {self.from_status} → {self.to_status} ({self.operation})"

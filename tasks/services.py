@@ -1,0 +1,149 @@
+"""Services that own every change to a task. Scheduling operations live in ``scheduler.services``.
+
+Each service checks, changes state inside one transaction and writes the timeline
+event in the same transaction.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from .access import check_action
+from .exceptions import InvalidTransition
+from .models import Task, TaskEvent, TaskMount
+from .states import TRANSITIONS, Action
+from .validation import validate_task_config
+
+CONFIG_FIELDS = (
+    "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
+    "container_port", "external_port", "description", "env", "command", "args",
+)
+# Fixed at creation: a copy keeps them.
+FIXED_ON_COPY = ("task_type", "project")
+
+
+def task_config(task):
+    """A task's configuration as the create form holds it (relations as instances)."""
+    data = {field: getattr(task, field) for field in CONFIG_FIELDS}
+    data["env"] = [dict(item) for item in task.env]
+    data["command"], data["args"] = list(task.command), list(task.args)
+    data["mounts"] = [{"storage": m.storage, "mount_path": m.mount_path} for m in task.mounts.all()]
+    return data
+
+
+def _normalise(data):
+    data = dict(data)
+    if not data.get("expose_port"):
+        data["external_port"] = None
+    data["env"] = [{"name": str(e.get("name", "")).strip(), "value": e.get("value", "")} for e in data.get("env") or []]
+    data["name"] = str(data.get("name") or "").strip()
+    data["image"] = str(data.get("image") or "").strip()
+    data.setdefault("description", "")
+    data["description"] = data["description"] or ""
+    return data
+
+
+def _write_mounts(task, mounts):
+    task.mounts.all().delete()
+    TaskMount.objects.bulk_create(
+        TaskMount(task=task, storage=m["storage"], mount_path=m["mount_path"]) for m in mounts
+    )
+
+
+def event_record(*, task, operation, actor=None, message="", from_status=None, to_status=None):
+    return TaskEvent.objects.create(
+        task=task,
+        operation=operation,
+        actor=actor if (actor is not None and actor.is_authenticated) else None,
+        message=str(message),
+        from_status=from_status if from_status is not None else task.status,
+        to_status=to_status if to_status is not None else task.status,
+    )
+
+
+@transaction.atomic
+def task_create(*, user, data):
+    """Create a task in ``not_deployed`` from a validated configuration."""
+    data = _normalise(data)
+    validate_task_config(user=user, data=data)
+    task = Task.objects.create(owner=user, **{f: data.get(f) for f in CONFIG_FIELDS if f in data})
+    _write_mounts(task, data.get("mounts") or [])
+    event_record(task=task, operation="create", actor=user, message=_("Task created."))
+    return task
+
+
+def _lock(task):
+    return Task.objects.select_for_update().select_related("virtual_cluster", "project").get(pk=task.pk)
+
+
+@transaction.atomic
+def task_update(*, task, user, data):
+    """Edit a task's configuration; only while it holds nothing and is not queued."""
+    task = _lock(task)
+    check_action(task=task, user=user, action=Action.EDIT)
+    merged = {**task_config(task), **data}
+    for field in FIXED_ON_COPY:
+        if field in data and data[field] != getattr(task, field):
+            raise ValidationError({field: [_("This field cannot be changed after creation.")]})
+    merged = _normalise(merged)
+    validate_task_config(user=user, data=merged, task=task)
+    for field in CONFIG_FIELDS:
+        setattr(task, field, merged[field])
+    task.save()
+    if "mounts" in data:
+        _write_mounts(task, merged["mounts"])
+    event_record(task=task, operation="edit", actor=user, message=_("Configuration edited."))
+    return task
+
+
+@transaction.atomic
+def task_delete(*, task, user):
+    """Delete a task; only while it holds nothing and is not queued."""
+    task = _lock(task)
+    check_action(task=task, user=user, action=Action.DELETE)
+    task.delete()
+
+
+@transaction.atomic
+def task_copy(*, task, user, overrides=None):
+    """A new ``not_deployed`` task from ``task``; every field may change but task type and project."""
+    overrides = dict(overrides or {})
+    errors = {
+        field: [_("A copy keeps the task type and project of its source.")]
+        for field in FIXED_ON_COPY
+        if field in overrides and overrides[field] != getattr(task, field)
+    }
+    if errors:
+        raise ValidationError(errors)
+    data = {**task_config(task), **overrides}
+    if "name" not in overrides:
+        data["name"] = _("%(name)s (copy)") % {"name": task.name}
+    new = task_create(user=user, data=data)
+    event_record(task=new, operation="copy", actor=user, message=_("Copied from task #%(id)s.") % {"id": task.pk})
+    return new
+
+
+def task_transition(*, task, transition, actor=None, message="", operation=None, **fields):
+    """Move ``task`` along one row of the transition table, or raise InvalidTransition.
+
+    The row is locked, then changed by a conditional ``UPDATE … WHERE status IN (sources)``:
+    two concurrent transitions of one task cannot both win. Writes the timeline event; call inside a transaction.
+    Returns the task as it now is.
+    """
+    row = TRANSITIONS[transition]
+    current = Task.objects.select_for_update().filter(pk=task.pk).values_list("status", "pinned").first()
+    status, pinned = current if current else (task.status, task.pinned)
+    updated = current is not None and status in row.sources
+    if updated:
+        updated = Task.objects.filter(pk=task.pk, status__in=row.sources).update(status=row.target, **fields)
+    if not updated:
+        task.status, task.pinned = status, pinned
+        raise InvalidTransition(task=task, action=operation or transition, status=status, pinned=pinned)
+    task.status = row.target
+    for key, value in fields.items():
+        setattr(task, key, value)
+    event_record(
+        task=task, operation=operation or transition, actor=actor, message=message or row.label,
+        from_status=status, to_status=row.target,
+    )
+    return task

@@ -1,0 +1,219 @@
+"""SPEC's "bad input" rules, in one module shared by forms, serializers, admin and services.
+
+``validate_task_config`` takes the whole configuration (model instances for the
+relations) and raises a ``ValidationError`` whose dict maps each field to its messages.
+The small ``check_*`` functions are pure and raise a list of messages for one field.
+"""
+
+import re
+from decimal import Decimal, InvalidOperation
+from posixpath import normpath
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Max
+from django.utils.translation import gettext as _
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUANTITY_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)$")
+UNIT_BYTES = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+}
+SYSTEM_PATHS = ("/dev", "/proc", "/sys")
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?)"
+IMAGE_RE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+
+
+def parse_quantity(value):
+    """Bytes in a Kubernetes-style quantity with a unit (``60G``, ``512Mi``); None if it is not one."""
+    match = QUANTITY_RE.match(str(value).strip())
+    if not match:
+        return None
+    try:
+        return int(Decimal(match["number"]) * UNIT_BYTES[match["unit"]])
+    except InvalidOperation:
+        return None
+
+
+def image_registry(image):
+    """The registry part of an image reference, or None when the reference names none (Docker Hub)."""
+    first, sep, _rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def check_image(image, registries=None):
+    registries = list(settings.ALLOWED_IMAGE_REGISTRIES if registries is None else registries)
+    image = (image or "").strip()
+    if not image:
+        return [_("An image is required.")]
+    if len(image) > 500 or not IMAGE_RE.match(image):
+        return [_("“%(image)s” is not a valid image reference (expected registry/repository:tag).") % {"image": image}]
+    if image_registry(image) not in registries:
+        return [
+            _("Images must come from an allowed registry: %(registries)s.") % {"registries": ", ".join(registries)}
+        ]
+    return []
+
+
+def check_env(env, memory_bytes=None):
+    """Names, duplicates and SHM_SIZE; ``memory_bytes`` is one instance's memory, when known."""
+    if not isinstance(env, list) or any(not isinstance(item, dict) for item in env):
+        return [_("Environment variables must be a list of {name, value} pairs.")]
+    errors, seen = [], set()
+    for item in env:
+        name, value = str(item.get("name", "")).strip(), item.get("value", "")
+        if not ENV_NAME_RE.match(name):
+            errors.append(
+                _("“%(name)s” is not a valid environment variable name (letters, digits and _, not starting with a digit).")
+                % {"name": name}
+            )
+            continue
+        if name in seen:
+            errors.append(_("The environment variable %(name)s is given more than once.") % {"name": name})
+        seen.add(name)
+        if value is not None and not isinstance(value, str):
+            errors.append(_("The value of %(name)s must be text.") % {"name": name})
+        elif name == "SHM_SIZE":
+            size = parse_quantity(value)
+            if size is None or size <= 0:
+                errors.append(
+                    _("SHM_SIZE must be a number with a unit, such as 60G or 512Mi; got “%(value)s”.") % {"value": value}
+                )
+            elif memory_bytes is not None and size > memory_bytes:
+                errors.append(
+                    _("SHM_SIZE %(value)s is larger than the instance's memory (%(memory)s GiB).")
+                    % {"value": value, "memory": memory_bytes // 2**30}
+                )
+    return errors
+
+
+def check_mount_path(path):
+    if not isinstance(path, str) or not path.startswith("/"):
+        return [_("The mount path “%(path)s” must be absolute.") % {"path": path}]
+    if ".." in path.split("/"):
+        return [_("The mount path “%(path)s” must not contain “..”.") % {"path": path}]
+    clean = normpath(path)
+    if clean == "/" or any(clean == p or clean.startswith(p + "/") for p in SYSTEM_PATHS):
+        return [_("The mount path “%(path)s” would shadow a system path (/, /dev, /proc, /sys).") % {"path": path}]
+    return []
+
+
+def check_mount_paths(paths):
+    errors, seen = [], set()
+    for path in paths:
+        errors.extend(check_mount_path(path))
+        clean = normpath(path) if isinstance(path, str) else path
+        if clean in seen:
+            errors.append(_("The mount path %(path)s is used more than once.") % {"path": path})
+        seen.add(clean)
+    return errors
+
+
+def check_port(port, *, low=1, high=65535):
+    if port is None:
+        return []
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= high:
+        return [_("Ports must be between %(low)s and %(high)s.") % {"low": low, "high": high}]
+    return []
+
+
+def check_string_list(value):
+    if not isinstance(value, list) or any(not isinstance(item, str) for item in value):
+        return [_("Must be a list of strings.")]
+    return []
+
+
+def validate_task_config(*, user, data, task=None):
+    """Check a whole task configuration for ``user``; raise ValidationError({field: [messages]}).
+
+    ``data`` holds every field of the create form: ``project``, ``virtual_cluster`` and each
+    mount's ``storage`` as model instances. ``task`` is the task being edited, if any.
+    """
+    from clusters.models import Project, Storage, VirtualCluster
+
+    from .models import Task
+
+    errors = {}
+
+    def add(field, messages):
+        if messages:
+            errors.setdefault(field, []).extend(messages)
+
+    if not str(data.get("name") or "").strip():
+        add("name", [_("A name is required.")])
+
+    project = data.get("project")
+    if project is None or not Project.objects.of_member(user).filter(pk=project.pk).exists():
+        add("project", [_("Select a valid project: this one does not exist or you are not a member.")])
+
+    vc = data.get("virtual_cluster")
+    if vc is None or not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
+        add("virtual_cluster", [_("Select a valid virtual cluster: this one does not exist or is not granted to you.")])
+        vc = None
+
+    add("image", check_image(data.get("image")))
+
+    sku_count = data.get("sku_count")
+    if not isinstance(sku_count, int) or sku_count < 1:
+        add("sku_count", [_("The SKU count must be at least 1.")])
+        sku_count = None
+    elif vc is not None:
+        largest = vc.nodes.aggregate(m=Max("sku_capacity"))["m"]
+        if largest is None:
+            add("sku_count", [_("The virtual cluster %(vc)s has no machines.") % {"vc": vc.name}])
+        elif sku_count > largest:
+            add(
+                "sku_count",
+                [_("The SKU count %(count)s is larger than any machine of %(vc)s offers (at most %(max)s).")
+                 % {"count": sku_count, "vc": vc.name, "max": largest}],
+            )
+
+    replicas = data.get("replicas")
+    if not isinstance(replicas, int) or not 1 <= replicas <= settings.MAX_REPLICAS:
+        add("replicas", [_("Replicas must be between 1 and %(max)s.") % {"max": settings.MAX_REPLICAS}])
+
+    if data.get("expose_port"):
+        container_port = data.get("container_port")
+        if container_port is None:
+            add("container_port", [_("A container port is required when the port is exposed.")])
+        add("container_port", check_port(container_port))
+        external_port = data.get("external_port")
+        low, high = settings.NODEPORT_RANGE
+        port_errors = check_port(external_port, low=low, high=high)
+        add("external_port", port_errors)
+        if external_port is not None and not port_errors:
+            in_use = Task.objects.holding().filter(endpoint_port=external_port)
+            if task is not None:
+                in_use = in_use.exclude(pk=task.pk)
+            user_of_port = in_use.first()
+            if user_of_port is not None:
+                add("external_port", [_("The external port %(port)s is already used by a running task.") % {"port": external_port}])
+    else:
+        add("container_port", check_port(data.get("container_port")))
+
+    memory = sku_count * vc.sku_memory_gib * 2**30 if (sku_count and vc is not None) else None
+    add("env", check_env(data.get("env") or [], memory))
+
+    mounts = data.get("mounts") or []
+    add("mounts", check_mount_paths([m.get("mount_path") for m in mounts]))
+    storages = [m.get("storage") for m in mounts]
+    if storages:
+        allowed = set(
+            Storage.objects.mountable_by(user, project).filter(pk__in=[s.pk for s in storages if s]).values_list("pk", flat=True)
+        )
+        if any(s is None or s.pk not in allowed for s in storages):
+            add("mounts", [_("Select a valid storage: this one does not exist or is not granted to you.")])
+
+    add("command", check_string_list(data.get("command") or []))
+    add("args", check_string_list(data.get("args") or []))
+
+    if errors:
+        raise ValidationError(errors)
