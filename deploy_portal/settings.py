@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "clusters",
     "tasks",
     "scheduler",
+    "evaluations",
 ]
 
 MIDDLEWARE = [

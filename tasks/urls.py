@@ -1,0 +1,4 @@
+"""The portal's pages (owned by the web portal work)."""
+
+app_name = "portal"
+urlpatterns = []
