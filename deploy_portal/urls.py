@@ -8,5 +8,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("deploy_portal.api_urls")),
+    path("evaluations/", include("evaluations.urls")),
     path("", include("tasks.urls")),
 ]
