@@ -1,6 +1,26 @@
-"""Celery tasks: thin, idempotent, taking ids (STYLE.md §6)."""
+"""Celery tasks: thin, idempotent, taking ids (STYLE.md §6).
+
+Each one reloads its rows and returns quietly when there is nothing to do, so a redelivery
+(``acks_late``: a worker that dies mid-task has its message delivered again) is harmless.
+Transient runtime errors are retried with exponential back-off; permanent ones are not.
+"""
+
+import logging
 
 from celery import shared_task
+from django.utils.translation import gettext as _
+
+from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 6
+# How often a deploying task is looked at between apply and ready (the fast path; reconcile is the net).
+WATCH_INTERVAL_SECONDS = 0.5
+
+
+def _backoff(retries):
+    return min(60, 2 ** retries)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -17,16 +37,59 @@ def schedule_all():
     run_all()
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def deploy_task(task_id):
-    """Filled in by the runtimes work: apply the task's placements."""
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+def deploy_task(self, task_id):
+    """Apply a deploying task's placements through the runtime, then watch it until it is ready or failed."""
+    from scheduler.runtimes import operations
+
+    try:
+        status = operations.deploy(task_id)
+    except TransientRuntimeError as exc:
+        if self.request.retries >= self.max_retries:
+            operations.fail(task_id, _("The runtime could not be reached to deploy the task: %(error)s — start it again later.") % {"error": exc})
+            return
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+    except RuntimeFailure as exc:
+        operations.fail(task_id, str(exc))
+        return
+    if status == "deploying":
+        watch_task.apply_async((task_id,), countdown=WATCH_INTERVAL_SECONDS)
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def teardown_task(task_id):
-    """Filled in by the runtimes work: archive logs, remove the instances."""
+def watch_task(task_id):
+    """Observe a deploying task; look again shortly while it is still deploying."""
+    from scheduler.runtimes import operations
+
+    try:
+        status = operations.observe_task(task_id)
+    except TransientRuntimeError:
+        logger.warning("watch: task %s could not be observed now", task_id, exc_info=True)
+        status = "deploying"
+    if status == "deploying":
+        watch_task.apply_async((task_id,), countdown=WATCH_INTERVAL_SECONDS)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+def teardown_task(self, task_id):
+    """Archive the logs of the task's instances, then remove their workloads (absent ones are fine)."""
+    from scheduler.runtimes import operations
+
+    try:
+        operations.teardown(task_id)
+    except TransientRuntimeError as exc:
+        # Past the retries, reconcile removes what is left (workloads of tasks not holding GPUs).
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+    except RuntimeFailure:
+        logger.exception("teardown of task %s failed; reconcile will remove what is left", task_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def reconcile():
-    """Filled in by the runtimes work: observe instances, heal drift."""
+    """Observe every holding task, re-apply deploys that never happened, remove workloads nobody holds."""
+    from scheduler.runtimes import operations
+
+    try:
+        operations.reconcile()
+    except TransientRuntimeError:
+        logger.warning("reconcile: the runtime could not be reached", exc_info=True)

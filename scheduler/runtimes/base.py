@@ -1,0 +1,106 @@
+"""The interface both runtimes implement, and the plain data they answer with.
+
+A runtime turns a task's placements (its ``TaskInstance`` rows) into real workloads and
+reports what it sees. It never changes a task's state: what it observes goes back through
+``scheduler.runtimes.operations`` to the scheduler services.
+
+Every call is idempotent: ``apply`` creates only what is absent, ``teardown`` and
+``remove_workload`` treat "already gone" as success. Errors worth retrying (API 5xx,
+timeouts, connection refused) raise ``TransientRuntimeError``; anything else is permanent.
+"""
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tasks.models import InstanceStatus
+
+
+class RuntimeFailure(Exception):
+    """A runtime call failed for good; retrying will not help."""
+
+
+class TransientRuntimeError(Exception):
+    """A runtime call failed in a way that may pass (API 5xx, timeout, connection refused)."""
+
+
+@dataclass(frozen=True)
+class InstanceObservation:
+    """What the runtime sees of one instance.
+
+    ``status`` is an ``InstanceStatus``; ``message`` says in words why an instance is not ready
+    (for ``failed``: the sentence and the hint the user reads). ``exists`` is False when the
+    workload is gone (never created, or vanished).
+    """
+
+    index: int
+    status: str
+    restarts: int = 0
+    message: str = ""
+    exists: bool = True
+
+    @property
+    def ready(self):
+        return self.status == InstanceStatus.READY
+
+    @property
+    def failed(self):
+        return self.status == InstanceStatus.FAILED
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload the runtime runs, as labelled by us: which task and which instance row it serves.
+
+    ``instance_id`` is None for what serves the task as a whole (a Kubernetes Service).
+    """
+
+    task_id: int
+    instance_id: int | None
+    handle: str
+
+
+class Runtime(abc.ABC):
+    name = ""
+
+    @abc.abstractmethod
+    def apply(self, task) -> None:
+        """Create the workloads of the task's instances that do not exist yet; record their handles."""
+
+    @abc.abstractmethod
+    def observe(self, task) -> list[InstanceObservation]:
+        """The state of each of the task's instances, in index order."""
+
+    @abc.abstractmethod
+    def teardown(self, task) -> None:
+        """Remove every workload of the task (and its service); absent ones are fine."""
+
+    @abc.abstractmethod
+    def workloads(self) -> list[Workload]:
+        """Every workload this runtime runs for the portal, whichever task it belongs to."""
+
+    @abc.abstractmethod
+    def remove_workload(self, workload: Workload) -> None:
+        """Remove one workload found by ``workloads()`` (and the task's service when it was the last)."""
+
+    @abc.abstractmethod
+    def read_log(self, instance, tail=None) -> str:
+        """The live log of an instance (its last ``tail`` lines when given); raises LookupError when gone."""
+
+    @abc.abstractmethod
+    def iter_log(self, instance) -> Iterator[bytes]:
+        """The live log as it grows, until the instance ends; raises LookupError when gone."""
+
+    @abc.abstractmethod
+    def log_tail_bytes(self, instance, limit: int) -> bytes:
+        """At most the last ``limit`` bytes of the live log; raises LookupError when gone."""
+
+    def archive_logs(self, task) -> None:
+        """Keep the last ``LOG_ARCHIVE_BYTES`` of each instance's log in ``TaskInstance.log_archive``.
+
+        Instances already archived are left alone, so a second teardown keeps the first archive.
+        """
+        from .logs import archive_instance_log
+
+        for instance in task.instances.filter(log_archived=False):
+            archive_instance_log(self, instance)

@@ -1,0 +1,275 @@
+"""The Kubernetes runtime, through the official client.
+
+Promises:
+- ``apply`` creates, per instance, a pod bound to its machine (``manifests.make_pod``) and, when
+  the task exposes its port, a NodePort Service on ``endpoint_port``. Creation is idempotent: a
+  pod or service that already exists for this very instance row is kept; a stale one (of an
+  earlier run of the task) is deleted and created again on a later try.
+- ``observe`` reads the task's pods and, for those not ready, their events, through the failure
+  table (``failures.classify_pod``).
+- ``teardown`` deletes the task's pods and service; 404 is success.
+- Transient API errors (429, 5xx, timeouts, refused connections) are retried with exponential
+  back-off; if they persist, ``TransientRuntimeError`` lets the Celery task retry later. A 4xx
+  other than 404/409 is permanent (``RuntimeFailure``).
+- Configuration comes from the in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``.
+"""
+
+import logging
+import time
+
+import urllib3
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from tasks.models import InstanceStatus, TaskInstance
+
+from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload
+from .failures import classify_pod
+from .manifests import (
+    CONTAINER, INSTANCE_LABEL, MANAGED_BY, MANAGER, SELECTOR, TASK_LABEL, InstanceSpec, MountSpec, ServiceSpec,
+    make_pod, make_service, pod_name, service_name, task_selector,
+)
+
+logger = logging.getLogger(__name__)
+TRANSIENT_STATUSES = {0, 408, 429, 500, 502, 503, 504}
+ARCHIVE_TAIL_LINES = 100_000
+
+
+def load_api_client():
+    """An ApiClient from the in-cluster service account, else from KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
+    """The plain data ``make_pod`` needs for one instance of ``task``."""
+    vc = task.virtual_cluster
+    return InstanceSpec(
+        task_id=task.pk, instance_id=instance.pk, index=instance.index, node_name=instance.node_name,
+        image=task.image, gpus=instance.gpu_count, cpus=instance.sku_count * vc.sku_cpus,
+        memory_gib=instance.sku_count * vc.sku_memory_gib,
+        env=tuple((str(item["name"]), str(item.get("value", ""))) for item in task.env),
+        command=tuple(str(part) for part in task.command), args=tuple(str(part) for part in task.args),
+        container_port=task.container_port, shm_size=task.shm_size, mounts=mounts,
+        image_pull_secrets=tuple(image_pull_secrets),
+    )
+
+
+def task_mounts(task):
+    return tuple(
+        MountSpec(name=f"storage-{i}", kind=m.storage.kind, source=m.storage.source, mount_path=m.mount_path,
+                  read_only=m.storage.read_only)
+        for i, m in enumerate(task.mounts.select_related("storage"))
+    )
+
+
+def _labels(obj):
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _ours(obj, task_id=None):
+    labels = _labels(obj)
+    return labels.get(MANAGED_BY) == MANAGER and (task_id is None or labels.get(TASK_LABEL) == str(task_id))
+
+
+class KubernetesRuntime(Runtime):
+    name = "kubernetes"
+
+    def __init__(self, api_client=None, *, namespace=None, image_pull_secrets=None, request_timeout=10.0,
+                 retries=4, backoff=0.2, unschedulable_grace=120):
+        self._api_client = api_client
+        self.namespace = namespace or settings.KUBERNETES_NAMESPACE
+        self.image_pull_secrets = (
+            settings.KUBERNETES_IMAGE_PULL_SECRETS if image_pull_secrets is None else image_pull_secrets
+        )
+        self.request_timeout = request_timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.unschedulable_grace = unschedulable_grace
+
+    @property
+    def api_client(self):
+        if self._api_client is None:
+            self._api_client = load_api_client()
+        return self._api_client
+
+    @property
+    def core(self):
+        return client.CoreV1Api(self.api_client)
+
+    def _json(self, obj):
+        return self.api_client.sanitize_for_serialization(obj)
+
+    def _call(self, method, *args, **kwargs):
+        """Call the API, retrying transient errors with exponential back-off."""
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        for attempt in range(self.retries + 1):
+            try:
+                return method(*args, **kwargs)
+            except ApiException as exc:
+                if exc.status not in TRANSIENT_STATUSES:
+                    raise
+                error = exc
+            except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
+                error = exc
+            logger.warning("Kubernetes API %s failed (%s), attempt %s", method.__name__, error, attempt + 1)
+            if attempt < self.retries:
+                time.sleep(self.backoff * 2 ** attempt)
+        raise TransientRuntimeError(str(error)) from error
+
+    def _create(self, create, body):
+        """Create ``body``; answer the existing object's JSON on 409, None when created."""
+        try:
+            self._call(create, self.namespace, body)
+            return None
+        except ApiException as exc:
+            if exc.status != 409:
+                raise RuntimeFailure(_("Kubernetes refused %(kind)s %(name)s: %(reason)s") % {
+                    "kind": body["kind"], "name": body["metadata"]["name"], "reason": exc.reason,
+                }) from exc
+        read = self.core.read_namespaced_pod if body["kind"] == "Pod" else self.core.read_namespaced_service
+        try:
+            return self._json(self._call(read, body["metadata"]["name"], self.namespace))
+        except ApiException as exc:
+            if exc.status == 404:  # deleted in between: the next try creates it
+                raise TransientRuntimeError(f"{body['metadata']['name']} vanished while being created") from exc
+            raise
+
+    def _delete(self, delete, name):
+        try:
+            self._call(delete, name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # -- apply -------------------------------------------------------------------------
+    def apply(self, task):
+        mounts = task_mounts(task)
+        for instance in task.instances.order_by("index"):
+            body = make_pod(
+                instance_spec(task, instance, mounts=mounts, image_pull_secrets=self.image_pull_secrets),
+                namespace=self.namespace,
+            )
+            existing = self._create(self.core.create_namespaced_pod, body)
+            if existing is not None and _labels(existing).get(INSTANCE_LABEL) != str(instance.pk):
+                # A pod of an earlier run still holds the name: remove it; a retry creates ours.
+                self._delete(self.core.delete_namespaced_pod, body["metadata"]["name"])
+                raise TransientRuntimeError(f"stale pod {body['metadata']['name']} is being replaced")
+            if instance.handle != body["metadata"]["name"]:
+                TaskInstance.objects.filter(pk=instance.pk).update(handle=body["metadata"]["name"])
+                instance.handle = body["metadata"]["name"]
+        if task.expose_port and task.endpoint_port and task.container_port:
+            body = make_service(
+                ServiceSpec(task_id=task.pk, container_port=task.container_port, node_port=task.endpoint_port),
+                namespace=self.namespace,
+            )
+            existing = self._create(self.core.create_namespaced_service, body)
+            ports = ((existing or {}).get("spec") or {}).get("ports") or []
+            if existing is not None and [p.get("nodePort") for p in ports] != [task.endpoint_port]:
+                self._delete(self.core.delete_namespaced_service, body["metadata"]["name"])
+                raise TransientRuntimeError(f"stale service {body['metadata']['name']} is being replaced")
+
+    # -- observe -----------------------------------------------------------------------
+    def _pods(self, selector, task_id=None):
+        pods = self._call(self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        # Filtered here too: the selector is the server's promise, this is ours.
+        return [pod for pod in (self._json(p) for p in pods.items) if _ours(pod, task_id)]
+
+    def _events(self, name):
+        events = self._call(
+            self.core.list_namespaced_event, self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return [e for e in (self._json(e) for e in events.items) if (e.get("involvedObject") or {}).get("name") == name]
+
+    def observe(self, task):
+        pods = {
+            _labels(pod).get(INSTANCE_LABEL): pod
+            for pod in self._pods(task_selector(task.pk), task.pk)
+            if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        }
+        now = timezone.now()
+        observations = []
+        for instance in task.instances.order_by("index"):
+            pod = pods.get(str(instance.pk))
+            if pod is None:
+                observations.append(InstanceObservation(
+                    index=instance.index, status=InstanceStatus.PENDING, exists=False,
+                    message=_("The pod does not exist."),
+                ))
+                continue
+            observation = classify_pod(pod, (), now=now, unschedulable_grace=self.unschedulable_grace)
+            if not observation.ready and not observation.failed:
+                events = self._events(pod["metadata"]["name"])
+                observation = classify_pod(pod, events, now=now, unschedulable_grace=self.unschedulable_grace)
+            observations.append(observation)
+        return observations
+
+    # -- teardown ----------------------------------------------------------------------
+    def teardown(self, task):
+        names = {pod["metadata"]["name"] for pod in self._pods(task_selector(task.pk), task.pk)}
+        names |= {pod_name(task.pk, instance.index) for instance in task.instances.all()}
+        for name in sorted(names):
+            self._delete(self.core.delete_namespaced_pod, name)
+        self._delete(self.core.delete_namespaced_service, service_name(task.pk))
+
+    def workloads(self):
+        found = []
+        for pod in self._pods(SELECTOR):
+            labels = _labels(pod)
+            found.append(Workload(task_id=int(labels[TASK_LABEL]), instance_id=int(labels[INSTANCE_LABEL]),
+                                  handle=pod["metadata"]["name"]))
+        services = self._call(self.core.list_namespaced_service, self.namespace, label_selector=SELECTOR)
+        for service in (self._json(s) for s in services.items):
+            if _ours(service):
+                found.append(Workload(task_id=int(_labels(service)[TASK_LABEL]), instance_id=None,
+                                      handle=service["metadata"]["name"]))
+        return found
+
+    def remove_workload(self, workload):
+        if workload.instance_id is None:
+            self._delete(self.core.delete_namespaced_service, workload.handle)
+        else:
+            self._delete(self.core.delete_namespaced_pod, workload.handle)
+
+    # -- logs --------------------------------------------------------------------------
+    def _log(self, instance, **kwargs):
+        name = instance.handle or pod_name(instance.task_id, instance.index)
+        try:
+            return self._call(self.core.read_namespaced_pod_log, name, self.namespace, container=CONTAINER, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(name) from exc
+            if exc.status == 400:  # the container has not started yet: no log so far
+                return ""
+            raise
+
+    def read_log(self, instance, tail=None):
+        return self._log(instance, tail_lines=tail) if tail is not None else self._log(instance)
+
+    def log_tail_bytes(self, instance, limit):
+        return self._log(instance, tail_lines=ARCHIVE_TAIL_LINES).encode()[-limit:]
+
+    def iter_log(self, instance):
+        name = instance.handle or pod_name(instance.task_id, instance.index)
+        try:
+            response = self.core.read_namespaced_pod_log(
+                name, self.namespace, container=CONTAINER, follow=True, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(name) from exc
+            raise
+
+        def chunks():
+            try:
+                yield from response.stream(64 * 1024)
+            finally:
+                response.release_conn()
+
+        return chunks()

@@ -1,0 +1,1 @@
+"""The local runtime: each instance a process on this machine (see ``runtime.LocalRuntime``)."""

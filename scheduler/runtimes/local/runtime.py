@@ -1,0 +1,249 @@
+"""The local runtime: each instance is a process on this machine.
+
+Promises:
+- ``apply`` starts, per instance without a process yet, ``task.command + task.args`` (or, with no
+  command, the demo model server ``python -m demo_model`` + args) with the task's env,
+  ``CUDA_VISIBLE_DEVICES`` set to the instance's GPU indices, and ``PORT`` set to its port.
+  Ports: instance 0 listens on ``task.endpoint_port`` (the endpoint); every other instance gets a
+  free port of its own, picked at apply time and kept in its record, because processes of one
+  machine cannot share a port. Readiness is checked on each instance's own port.
+- Output goes to a log file per instance; bookkeeping lives in files (``records``), so a worker
+  restart finds the processes again and tells a dead pid, or a reused one, from a live one.
+- ``teardown`` sends SIGTERM to each instance's process group, SIGKILL after
+  ``LOCAL_STOP_GRACE_SECONDS``, then forgets the files (archive the logs first).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from tasks.models import InstanceStatus, TaskInstance
+
+from ..base import InstanceObservation, Runtime, Workload
+from .records import ProcessRecord, RecordStore, is_alive, process_start_time
+
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+# What a process gets from the worker's environment; the rest (secrets, DATABASE_URL) stays out.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV", "PYTHONPATH")
+FAILURE_LOG_LINES = 10
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port, timeout=0.2):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def last_lines(path, count=FAILURE_LOG_LINES, limit=64 * 1024):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    return "".join(deque(data.decode("utf-8", errors="replace").splitlines(keepends=True), maxlen=count)).rstrip()
+
+
+def command_line(task):
+    """What an instance runs: the task's command and args, or the demo model server with the args."""
+    command = [str(part) for part in task.command] or [sys.executable, "-m", "demo_model"]
+    return command + [str(part) for part in task.args]
+
+
+def process_env(task, instance, port):
+    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    env.update({str(item["name"]): str(item.get("value", "")) for item in task.env})
+    env.update({
+        "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in instance.gpu_indices),
+        "PORT": str(port),
+        "DEPLOY_TASK_ID": str(task.pk),
+        "DEPLOY_INSTANCE_INDEX": str(instance.index),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def exit_sentence(outcome):
+    """The failure sentence and hint for how a process ended (the launcher's exit file)."""
+    if outcome is None:
+        return _("The process vanished (killed outside the portal, or the machine restarted) — start the task again.")
+    if "error" in outcome:
+        return _("The command cannot be run: %(error)s — check the command.") % {"error": outcome["error"]}
+    code = outcome.get("returncode", 0)
+    if code == -signal.SIGKILL:
+        return _("The process was killed (SIGKILL), most likely out of memory — raise SKU count.")
+    if code == -signal.SIGBUS or code == 128 + signal.SIGBUS:
+        return _("The process died of a bus error: /dev/shm is full — set SHM_SIZE larger.")
+    if code < 0:
+        return _("The process was killed by signal %(signal)s — check the log.") % {"signal": -code}
+    return _("The process exited with code %(code)s — check the command and the log.") % {"code": code}
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, root=None, stop_grace=None):
+        self.store = RecordStore(root or settings.LOCAL_RUNTIME_DIR)
+        self.stop_grace = settings.LOCAL_STOP_GRACE_SECONDS if stop_grace is None else stop_grace
+        # Popen objects of the processes this worker started, kept only to reap them.
+        self._children = {}
+
+    # -- apply -------------------------------------------------------------------------
+    def apply(self, task):
+        self.store.ensure()
+        for instance in task.instances.order_by("index"):
+            with self.store.locked(instance.pk):
+                record = self.store.load(instance.pk)
+                if record is None:
+                    record = self._spawn(task, instance)
+            if instance.handle != str(record.pid):
+                TaskInstance.objects.filter(pk=instance.pk).update(handle=str(record.pid))
+                instance.handle = str(record.pid)
+
+    def _spawn(self, task, instance):
+        port = task.endpoint_port if instance.index == 0 and task.endpoint_port else free_port()
+        command = command_line(task)
+        with open(self.store.path(instance.pk, "log"), "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, LAUNCHER, str(self.store.path(instance.pk, "exit")), "--", *command],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=process_env(task, instance, port), cwd=settings.BASE_DIR, start_new_session=True,
+            )
+        self._children[instance.pk] = process
+        record = ProcessRecord(
+            task_id=task.pk, instance_id=instance.pk, index=instance.index, port=port, pid=process.pid,
+            start_time=process_start_time(process.pid), applied_at=time.time(), command=command,
+        )
+        self.store.save(record)
+        return record
+
+    # -- observe -----------------------------------------------------------------------
+    def observe(self, task):
+        self._reap()
+        return [self._observe_instance(instance) for instance in task.instances.order_by("index")]
+
+    def _observe_instance(self, instance):
+        record = self.store.load(instance.pk)
+        if record is None:
+            return InstanceObservation(
+                index=instance.index, status=InstanceStatus.PENDING, exists=False,
+                message=_("The process has not been started yet."),
+            )
+        if is_alive(record):
+            if port_open(record.port):
+                return InstanceObservation(index=instance.index, status=InstanceStatus.READY)
+            return InstanceObservation(
+                index=instance.index, status=InstanceStatus.STARTING,
+                message=_("Waiting for the process to listen on port %(port)s.") % {"port": record.port},
+            )
+        message = exit_sentence(self.store.exit_outcome(instance.pk))
+        lines = last_lines(self.store.path(instance.pk, "log"))
+        if lines:
+            message = _("%(sentence)s Last log lines:\n%(lines)s") % {"sentence": message, "lines": lines}
+        return InstanceObservation(index=instance.index, status=InstanceStatus.FAILED, message=message)
+
+    def _reap(self):
+        for instance_id, process in list(self._children.items()):
+            if process.poll() is not None:
+                del self._children[instance_id]
+
+    # -- teardown ----------------------------------------------------------------------
+    def teardown(self, task):
+        for record in self.store.all():
+            if record.task_id == task.pk:
+                self._remove(record.instance_id)
+
+    def workloads(self):
+        return [
+            Workload(task_id=record.task_id, instance_id=record.instance_id, handle=str(record.pid))
+            for record in self.store.all()
+        ]
+
+    def remove_workload(self, workload):
+        self._remove(workload.instance_id)
+
+    def _remove(self, instance_id):
+        with self.store.locked(instance_id):
+            record = self.store.load(instance_id)
+            if record is not None and is_alive(record):
+                self._stop(record)
+            self.store.forget(instance_id)
+        self._reap()
+
+    def _stop(self, record):
+        """SIGTERM to the process group, SIGKILL once the grace period has passed."""
+        self._signal(record, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace
+        while time.monotonic() < deadline:
+            self._reap()
+            if not is_alive(record):
+                return
+            time.sleep(0.05)
+        self._signal(record, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while is_alive(record) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.02)
+
+    @staticmethod
+    def _signal(record, signum):
+        try:
+            os.killpg(record.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # -- logs --------------------------------------------------------------------------
+    def _log_path(self, instance):
+        path = self.store.path(instance.pk, "log")
+        if not path.exists():
+            raise LookupError(instance.pk)
+        return path
+
+    def read_log(self, instance, tail=None):
+        from ..logs import tail_lines
+
+        text = self._log_path(instance).read_bytes().decode("utf-8", errors="replace")
+        return tail_lines(text, tail)
+
+    def log_tail_bytes(self, instance, limit):
+        with open(self._log_path(instance), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            return fh.read()
+
+    def iter_log(self, instance, poll_interval=0.2):
+        path = self._log_path(instance)
+
+        def follow():
+            with open(path, "rb") as fh:
+                while True:
+                    chunk = fh.read(64 * 1024)
+                    if chunk:
+                        yield chunk
+                        continue
+                    record = self.store.load(instance.pk)
+                    if record is None or not is_alive(record):
+                        rest = fh.read()
+                        if rest:
+                            yield rest
+                        return
+                    time.sleep(poll_interval)
+
+        return follow()
