@@ -66,6 +66,10 @@ class Task(models.Model):
             models.UniqueConstraint(
                 fields=["virtual_cluster"], condition=models.Q(pinned=True), name="one_pinned_task_per_vc"
             ),
+            # Set only while the task holds GPUs: no two holding tasks answer on one node port.
+            models.UniqueConstraint(
+                fields=["endpoint_port"], condition=models.Q(endpoint_port__isnull=False), name="unique_endpoint_port"
+            ),
         ]
 
     def __str__(self):

@@ -1,0 +1,107 @@
+"""One VC's queue, decided: which queued tasks start now and why each other one waits (pure).
+
+The queue comes in SPEC's order (the pinned task first, then by the time each was queued).
+- ``strict_fifo``: nothing overtakes the first task that does not fit.
+- ``best_effort_fifo``: a later task that fits starts while an earlier one waits.
+- A pinned task that does not fit is a barrier under either policy: nothing overtakes it.
+A task that could never fit the VC, or whose external port another task holds, waits without
+blocking the tasks behind it: it could otherwise stall the queue forever.
+"""
+
+from dataclasses import dataclass, field
+
+from .placement import Capacity, Demand, FreeBlocks, Wait, WaitCode, why_not
+
+# The values of clusters.models.QueuePolicy (kept literal: this module stays free of the ORM).
+STRICT_FIFO = "strict_fifo"
+BEST_EFFORT_FIFO = "best_effort_fifo"
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    """A queued task as the scheduler sees it."""
+
+    id: int
+    name: str
+    sku_count: int
+    replicas: int = 1
+    pinned: bool = False
+    external_port: int | None = None
+
+    @property
+    def demand(self):
+        return Demand(self.sku_count, self.replicas)
+
+
+@dataclass
+class QueuePlan:
+    """The decision for one VC.
+
+    ``placements`` maps each task to start to its machine ids (one per replica), in queue order.
+    With ``explain``, ``waits`` and ``positions`` (1-based, among the tasks left waiting) cover every other task.
+    """
+
+    placements: dict = field(default_factory=dict)
+    waits: dict = field(default_factory=dict)
+    positions: dict = field(default_factory=dict)
+
+
+def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=False):
+    """Decide the queue of one VC: what starts now (best fit, all-or-nothing), and why the rest waits.
+
+    ``machines`` are every machine of the VC (cordoned ones too: they decide ``never_fits``), with the SKUs
+    their holding instances use. ``ports_in_use`` are the endpoint ports held by running tasks anywhere.
+    Without ``explain`` the plan stops as soon as nothing further could start (the scheduling pass);
+    with it, every waiting task gets its position and reason (the queue views).
+    """
+    blocks = FreeBlocks(machines)
+    capacity = Capacity(machines)
+    ports = set(ports_in_use)
+    plan = QueuePlan()
+    failed = set()  # demands that did not fit: blocks only shrink during a pass, so they fail again
+    barrier = None  # (code, task name) once something may no longer be overtaken
+    waiting = 0
+
+    def wait(task, result):
+        nonlocal waiting
+        waiting += 1
+        if explain:
+            plan.waits[task.id] = result
+            plan.positions[task.id] = waiting
+
+    for task in queue:
+        demand = task.demand
+        if not capacity.can_fit(demand):
+            wait(task, Wait(
+                code=WaitCode.NEVER_FITS, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
+                ever_fitting_instances=capacity.instances_fitting(task.sku_count), largest_capacity=capacity.largest,
+            ))
+            continue
+        if barrier is not None:
+            if not explain:
+                break
+            wait(task, Wait(
+                code=barrier[0], sku_count=task.sku_count, replicas=task.replicas, ahead=waiting, blocker=barrier[1]
+            ))
+            continue
+        if task.external_port is not None and task.external_port in ports:
+            wait(task, Wait(
+                code=WaitCode.PORT_IN_USE, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
+                port=task.external_port,
+            ))
+            continue
+        chosen = None if (task.sku_count, task.replicas) in failed else blocks.take(demand)
+        if chosen is not None:
+            plan.placements[task.id] = chosen
+            if explain:  # still queued until the pass writes it: it keeps its place in line
+                wait(task, Wait(code=WaitCode.PLACEABLE, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting))
+            if task.external_port is not None:
+                ports.add(task.external_port)
+            continue
+        failed.add((task.sku_count, task.replicas))
+        wait(task, why_not(blocks, demand, ahead=waiting) if explain else None)
+        if task.pinned:
+            barrier = (WaitCode.BEHIND_PINNED, task.name)
+        elif policy == STRICT_FIFO:
+            barrier = (WaitCode.BEHIND_HEAD, task.name)
+    return plan

@@ -1,0 +1,182 @@
+"""Reads for the scheduler: the plain-data state of virtual clusters, and the queue status views.
+
+Every function here reads with a fixed number of queries, whatever the number of tasks or VCs:
+one for the clusters, one for their machines, one aggregate for the SKUs held, one for the queues.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Sum
+
+from clusters.models import Node, VirtualCluster
+from tasks.models import Task, TaskInstance
+from tasks.states import HOLDING, Status
+
+from .placement import Demand, FreeBlocks, Machine, never_fits
+from .queues import QueuedTask, plan_queue
+
+CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy")
+
+
+@dataclass
+class ClusterState:
+    """One VC as the scheduler decides on it: its machines (with SKUs used) and its queue in order."""
+
+    id: int
+    name: str
+    gpu_type: str
+    sku_gpus: int
+    queue_policy: str
+    machines: list = field(default_factory=list)
+    machine_info: dict = field(default_factory=dict)  # machine id -> {"name", "gpu_type", "capacity"}
+    queue: list = field(default_factory=list)
+    owners: dict = field(default_factory=dict)  # task id -> (owner id, owner username), when asked for
+
+    @property
+    def total_skus(self):
+        return sum(m.capacity for m in self.machines if m.schedulable)
+
+    @property
+    def free_skus(self):
+        return FreeBlocks(self.machines).total
+
+
+def cluster_states(clusters, *, with_owners=False, with_queue=True):
+    """{vc id: ClusterState} for ``clusters`` (dicts with CLUSTER_FIELDS), read in three queries (two without the queue)."""
+    states = {row["id"]: ClusterState(**{name: row[name] for name in CLUSTER_FIELDS}) for row in clusters}
+    if not states:
+        return states
+    ids = list(states)
+    used = dict(
+        TaskInstance.objects.filter(task__status__in=HOLDING, task__virtual_cluster_id__in=ids)
+        .order_by()
+        .values("node_id")
+        .annotate(used=Sum("sku_count"))
+        .values_list("node_id", "used")
+    )
+    nodes = Node.objects.filter(virtual_cluster_id__in=ids).order_by("name").values_list(
+        "id", "name", "virtual_cluster_id", "sku_capacity", "schedulable", "gpu_type"
+    )
+    for node_id, name, vc_id, capacity, schedulable, gpu_type in nodes:
+        state = states[vc_id]
+        state.machines.append(Machine(node_id, name, capacity, used.get(node_id, 0), schedulable))
+        state.machine_info[node_id] = {"name": name, "gpu_type": gpu_type, "capacity": capacity}
+    if not with_queue:
+        return states
+    fields = ["id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id"]
+    if with_owners:
+        fields += ["owner_id", "owner__username"]
+    rows = (
+        Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=ids)
+        .order_by("virtual_cluster_id", "-pinned", "queued_at", "id")
+        .values_list(*fields)
+    )
+    for row in rows:
+        task_id, name, sku_count, replicas, pinned, expose_port, external_port, vc_id = row[:8]
+        state = states[vc_id]
+        port = external_port if expose_port else None
+        state.queue.append(QueuedTask(task_id, name, sku_count, replicas, pinned, port))
+        if with_owners:
+            state.owners[task_id] = (row[8], row[9])
+    return states
+
+
+def held_ports():
+    """The endpoint ports taken by tasks holding GPUs (in any VC: node ports are cluster-wide)."""
+    return set(Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True))
+
+
+def plan_cluster(state, *, explain=False, ports=None):
+    """The queue plan of one VC state; reads the held ports only when a queued task asks for a fixed one."""
+    if ports is None:
+        ports = held_ports() if any(t.external_port is not None for t in state.queue) else frozenset()
+    return plan_queue(
+        machines=state.machines, queue=state.queue, policy=state.queue_policy, ports_in_use=ports, explain=explain
+    )
+
+
+def virtual_cluster_capacity(*, virtual_cluster_ids):
+    """{vc id: {total_skus, free_skus, total_gpus, free_gpus}} over the schedulable machines."""
+    clusters = VirtualCluster.objects.filter(pk__in=list(virtual_cluster_ids)).values(*CLUSTER_FIELDS)
+    states = cluster_states(clusters, with_queue=False)
+    return {vc_id: _capacity(state) for vc_id, state in states.items()}
+
+
+def _capacity(state):
+    total, free = state.total_skus, state.free_skus
+    return {
+        "total_skus": total, "free_skus": free,
+        "total_gpus": total * state.sku_gpus, "free_gpus": free * state.sku_gpus,
+    }
+
+
+def _entry(state, plan, task):
+    wait = plan.waits[task.id]
+    owner_id, owner = state.owners.get(task.id, (None, None))
+    return {
+        "id": task.id, "name": task.name, "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
+        "sku_count": task.sku_count, "replicas": task.replicas,
+        "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait.text(),
+    }
+
+
+def queue_status(*, user, virtual_cluster_id=None, limit=20):
+    """The live queue of every VC the user may see (the sidebar and ``GET /api/v1/queue/``).
+
+    Per VC: id, name, gpu_type, queue_policy, free/total SKUs and GPUs, queued_count, pinned ({id, name} or
+    None), ``queue`` (the first ``limit`` queued tasks in order, pinned first; all of them when ``limit`` is
+    None) and ``mine`` (the user's own queued tasks), each entry with position and reason.
+    """
+    clusters = VirtualCluster.objects.visible_to(user).order_by("name")
+    if virtual_cluster_id is not None:
+        clusters = clusters.filter(pk=virtual_cluster_id)
+    states = cluster_states(clusters.values(*CLUSTER_FIELDS), with_owners=True)
+    ports = held_ports() if any(t.external_port is not None for s in states.values() for t in s.queue) else frozenset()
+    result = []
+    for state in states.values():
+        plan = plan_cluster(state, explain=True, ports=ports)
+        shown = state.queue if limit is None else state.queue[:limit]
+        pinned = next((t for t in state.queue if t.pinned), None)
+        result.append({
+            "id": state.id, "name": state.name, "gpu_type": state.gpu_type, "queue_policy": state.queue_policy,
+            **_capacity(state),
+            "queued_count": len(state.queue),
+            "pinned": {"id": pinned.id, "name": pinned.name} if pinned else None,
+            "queue": [_entry(state, plan, t) for t in shown],
+            "mine": [_entry(state, plan, t) for t in state.queue if state.owners[t.id][0] == user.pk],
+        })
+    return result
+
+
+def queue_info_for(tasks):
+    """{task id: (position, reason in words)} for the queued ones among ``tasks``, in a fixed number of queries."""
+    wanted = defaultdict(set)
+    for task in tasks:
+        if task.status == Status.QUEUED:
+            wanted[task.virtual_cluster_id].add(task.pk)
+    if not wanted:
+        return {}
+    states = cluster_states(VirtualCluster.objects.filter(pk__in=list(wanted)).values(*CLUSTER_FIELDS))
+    ports = held_ports() if any(t.external_port is not None for s in states.values() for t in s.queue) else frozenset()
+    info = {}
+    for vc_id, state in states.items():
+        plan = plan_cluster(state, explain=True, ports=ports)
+        for task_id in wanted[vc_id] & plan.positions.keys():
+            info[task_id] = (plan.positions[task_id], plan.waits[task_id].text())
+    return info
+
+
+def capacity_warning(*, virtual_cluster, sku_count, replicas):
+    """The reason in words when ``replicas`` × ``sku_count`` could never fit ``virtual_cluster``, else None.
+
+    For the create form and API to warn before a start would be refused.
+    """
+    machines = [
+        Machine(node_id, name, capacity, 0, schedulable)
+        for node_id, name, capacity, schedulable in virtual_cluster.nodes.values_list(
+            "id", "name", "sku_capacity", "schedulable"
+        )
+    ]
+    wait = never_fits(machines, Demand(sku_count, replicas))
+    return wait.text() if wait else None
