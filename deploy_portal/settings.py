@@ -121,7 +121,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "deploy_portal.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "deploy_portal.api_schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "deploy_portal.api_exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -130,6 +130,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.states.Status",
+        "InstanceStatusEnum": "tasks.models.InstanceStatus",
+        "TaskActionEnum": "tasks.states.Action",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------
