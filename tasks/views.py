@@ -1,0 +1,353 @@
+"""The portal's pages. Each view finds what the user may see, calls one service, then renders or redirects.
+
+The live parts (the queue status under the navigation, a task's state, the list's rows, the instances)
+are "live regions": htmx polls them and the server answers 204 while nothing changed, so the page is
+swapped only when something did.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from clusters.models import VirtualCluster
+from scheduler import selectors
+from scheduler import services as scheduler
+from scheduler.runtimes.logs import instance_log_text
+
+from . import services
+from .access import allowed_actions
+from .exceptions import OperationRefused
+from .filtersets import TaskFilterSet
+from .forms import TaskForm
+from .models import Task, TaskInstance
+from .states import HOLDING, Action, Status
+
+LOG_TAIL_LINES = 1000
+_CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
+
+
+def login_required(view):
+    """Like Django's, but a poll from htmx after the session ended sends the whole page to the login form."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            return HttpResponseClientRedirect(reverse("login"))
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+# --- live regions ------------------------------------------------------------------------------
+
+def live_region(request, *, template, context, url, element_id, every="3s"):
+    """The HTML of a region that polls ``url`` every ``every`` and its digest."""
+    body = render_to_string(template, context, request=request)
+    # The CSRF token is masked afresh on every render; it must not count as a change.
+    digest = hashlib.blake2s(_CSRF_INPUT.sub("", body).encode(), digest_size=8).hexdigest()
+    html = render_to_string(
+        "portal/_live.html", {"body": body, "digest": digest, "url": url, "element_id": element_id, "every": every},
+    )
+    return digest, html
+
+
+def live_response(request, **region):
+    digest, html = live_region(request, **region)
+    if request.GET.get("v") == digest:
+        return HttpResponse(status=204)
+    return HttpResponse(html)
+
+
+def queue_region(request):
+    """SPEC's queue status for every VC the user may see (the sidebar under the navigation)."""
+    return live_region(
+        request, template="portal/_queue.html", context={"clusters": selectors.queue_status(user=request.user)},
+        url=reverse("portal:queue"), element_id="queue-status",
+    )[1]
+
+
+@require_GET
+@login_required
+def queue_status(request):
+    return live_response(
+        request, template="portal/_queue.html", context={"clusters": selectors.queue_status(user=request.user)},
+        url=reverse("portal:queue"), element_id="queue-status",
+    )
+
+
+# --- the task list -----------------------------------------------------------------------------
+
+def _visible_task(request, pk):
+    return get_object_or_404(
+        Task.objects.visible_to(request.user).select_related("project", "virtual_cluster", "owner"), pk=pk
+    )
+
+
+def _task_rows(tasks, user):
+    queued = [t for t in tasks if t.status == Status.QUEUED]
+    queue = selectors.queue_info_for(queued) if queued else {}
+    return [{"task": t, "actions": allowed_actions(t, user), "queue": queue.get(t.pk)} for t in tasks]
+
+
+def _list_region(request):
+    visible = Task.objects.visible_to(request.user).select_related("project", "virtual_cluster", "owner")
+    filterset = TaskFilterSet(request.GET, queryset=visible, request=request)
+    page = Paginator(filterset.qs, 20).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("v", None)
+    back = reverse("portal:task-list") + (f"?{query.urlencode()}" if query else "")
+    region = {
+        "template": "portal/_task_rows.html",
+        "context": {"rows": _task_rows(list(page.object_list), request.user), "page": page, "back": back},
+        "url": reverse("portal:task-rows") + (f"?{query.urlencode()}" if query else ""),
+        "element_id": "task-rows",
+    }
+    return filterset, page, region
+
+
+@login_required
+def task_list(request):
+    filterset, page, region = _list_region(request)
+    rows = live_region(request, **region)[1]
+    return render(request, "portal/task_list.html", {"filter": filterset, "page": page, "rows": rows})
+
+
+@require_GET
+@login_required
+def task_rows(request):
+    return live_response(request, **_list_region(request)[2])
+
+
+# --- create, copy, edit ------------------------------------------------------------------------
+
+def _form_page(request, form, service, *, mode, task=None):
+    saved = form.submit(service) if request.method == "POST" else None
+    if saved is not None:
+        messages.success(request, _("Task “%(task)s” saved.") % {"task": saved.name})
+        return redirect("portal:task-detail", pk=saved.pk)
+    return render(request, "portal/task_form.html", {"form": form, "mode": mode, "task": task})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_create(request):
+    form = TaskForm(
+        request.POST if request.method == "POST" else None, user=request.user,
+        initial={"env": [{"name": "SHM_SIZE", "value": ""}]},
+    )
+    return _form_page(request, form, lambda data: services.task_create(user=request.user, data=data), mode="create")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_copy(request, pk):
+    source = _visible_task(request, pk)
+    form = TaskForm(
+        request.POST if request.method == "POST" else None, user=request.user,
+        initial=services.task_config(source), locked=services.FIXED_ON_COPY,
+    )
+    return _form_page(
+        request, form, lambda data: services.task_copy(task=source, user=request.user, overrides=data),
+        mode="copy", task=source,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_edit(request, pk):
+    task = _visible_task(request, pk)
+    form = TaskForm(
+        request.POST if request.method == "POST" else None, user=request.user,
+        initial=services.task_config(task), locked=services.FIXED_ON_COPY,
+    )
+    try:
+        return _form_page(
+            request, form, lambda data: services.task_update(task=task, user=request.user, data=data),
+            mode="edit", task=task,
+        )
+    except OperationRefused as refused:
+        messages.error(request, refused.message)
+        return redirect("portal:task-detail", pk=task.pk)
+
+
+@require_GET
+@login_required
+def vc_info(request):
+    """The chosen VC's SKU bundle and free GPUs, and the SHM_SIZE that suits the chosen SKU count."""
+    vc = VirtualCluster.objects.usable_by(request.user).filter(pk=_int(request.GET.get("virtual_cluster"))).first()
+    if vc is None:
+        return HttpResponse("")
+    status = next(iter(selectors.queue_status(user=request.user, virtual_cluster_id=vc.pk, limit=0)), None)
+    sku_count = max(_int(request.GET.get("sku_count")) or 1, 1)
+    replicas = max(_int(request.GET.get("replicas")) or 1, 1)
+    context = {
+        "vc": vc, "status": status, "sku_count": sku_count,
+        "warning": selectors.capacity_warning(virtual_cluster=vc, sku_count=sku_count, replicas=replicas),
+        "gpus": sku_count * vc.sku_gpus, "cpus": sku_count * vc.sku_cpus, "memory": sku_count * vc.sku_memory_gib,
+        # Half of the instance's memory is a common /dev/shm for multi-GPU serving.
+        "shm_size": f"{sku_count * vc.sku_memory_gib // 2}G",
+    }
+    return render(request, "portal/_vc_info.html", context)
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- a task's pages ----------------------------------------------------------------------------
+
+def _task_region(request, task):
+    queue = selectors.queue_info_for([task]).get(task.pk) if task.status == Status.QUEUED else None
+    context = {
+        "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
+        "events": task.events.select_related("actor"),
+        "back": reverse("portal:task-detail", args=[task.pk]),
+    }
+    return {
+        "template": "portal/_task_live.html", "context": context,
+        "url": reverse("portal:task-live", args=[task.pk]), "element_id": "task-live",
+    }
+
+
+@require_GET
+@login_required
+def task_detail(request, pk):
+    task = _visible_task(request, pk)
+    live = live_region(request, **_task_region(request, task))[1]
+    config = services.task_config(task)
+    return render(request, "portal/task_detail.html", {"task": task, "tab": "details", "live": live, "config": config})
+
+
+@require_GET
+@login_required
+def task_live(request, pk):
+    return live_response(request, **_task_region(request, _visible_task(request, pk)))
+
+
+def _instances_region(request, task):
+    context = {"task": task, "instances": task.instances.all(), "following": task.status in HOLDING}
+    return {
+        "template": "portal/_instances.html", "context": context,
+        "url": reverse("portal:task-instances-live", args=[task.pk]), "element_id": "instances",
+    }
+
+
+@require_GET
+@login_required
+def task_instances(request, pk):
+    task = _visible_task(request, pk)
+    live = live_region(request, **_instances_region(request, task))[1]
+    return render(request, "portal/task_instances.html", {"task": task, "tab": "instances", "live": live})
+
+
+@require_GET
+@login_required
+def task_instances_live(request, pk):
+    return live_response(request, **_instances_region(request, _visible_task(request, pk)))
+
+
+def _visible_instance(request, pk):
+    return get_object_or_404(TaskInstance.objects.visible_to(request.user).select_related("task"), pk=pk)
+
+
+@require_GET
+@login_required
+def instance_log(request, pk):
+    """The instance's log (its last ``tail`` lines), live while it exists, else the archive."""
+    instance = _visible_instance(request, pk)
+    tail = min(max(_int(request.GET.get("tail")) or LOG_TAIL_LINES, 1), 100_000)
+    return HttpResponse(instance_log_text(instance, tail=tail), content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+@login_required
+def instance_log_download(request, pk):
+    instance = _visible_instance(request, pk)
+    # The whole log as it is now: a download must end, even while the instance keeps writing.
+    response = HttpResponse(instance_log_text(instance), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{instance.task.name}-{instance.index}.log"'
+    return response
+
+
+# --- operations --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Operation:
+    action: str
+    perform: object  # (task, user) -> Task | None
+    done: Promise
+    confirm: bool = False
+
+
+OPERATIONS = {
+    op.action: op
+    for op in (
+        Operation(Action.START, lambda task, user: scheduler.task_start(task=task, user=user),
+                  _("Task “%(task)s” started.")),
+        Operation(Action.STOP, lambda task, user: scheduler.task_stop(task=task, user=user),
+                  _("Task “%(task)s” stopped."), confirm=True),
+        Operation(Action.PIN, lambda task, user: scheduler.task_pin(task=task, user=user),
+                  _("Task “%(task)s” pinned to the head of its queue.")),
+        Operation(Action.UNPIN, lambda task, user: scheduler.task_unpin(task=task, user=user),
+                  _("Task “%(task)s” unpinned.")),
+        Operation(Action.FORCE_START, lambda task, user: scheduler.task_force_start(task=task, user=user),
+                  _("Task “%(task)s” force-started."), confirm=True),
+        Operation(Action.DELETE, lambda task, user: services.task_delete(task=task, user=user),
+                  _("Task “%(task)s” deleted."), confirm=True),
+    )
+}
+
+
+def _back(request, fallback):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def task_operation(request, pk, action):
+    """GET: the confirmation (for force start, the victims of the preview); POST: do it, then go back."""
+    task = _visible_task(request, pk)
+    operation = OPERATIONS[action]
+    detail = reverse("portal:task-detail", args=[task.pk])
+    if request.method == "GET":
+        if not operation.confirm:
+            return redirect(detail)
+        context = {"task": task, "operation": operation, "label": Action(action).label, "next": _back(request, detail)}
+        if action == Action.FORCE_START:
+            try:
+                context["preview"] = scheduler.task_force_start_preview(task=task, user=request.user)
+            except OperationRefused as refused:
+                context["refused"] = refused.message
+        template = "portal/_confirm.html" if request.htmx else "portal/confirm.html"
+        return render(request, template, context)
+    try:
+        operation.perform(task, request.user)
+    except OperationRefused as refused:
+        messages.error(request, refused.message)
+        return redirect(_back(request, detail))
+    messages.success(request, operation.done % {"task": task.name})
+    if action == Action.DELETE:
+        return redirect("portal:task-list")
+    return redirect(_back(request, detail))
