@@ -1,1 +1,196 @@
-"""Live-stack pytest fixtures (real Celery worker on Redis, live server, local runtime); owned by the runtimes work."""
+"""Live-stack pytest fixtures: a real Celery worker on Redis against the test database, the local runtime.
+
+Use them in a test module with ``from tests.live import *  # noqa: F403`` (or import the names),
+and mark the tests ``@pytest.mark.integration`` and ``@pytest.mark.django_db(transaction=True)``:
+the worker is another process, so it sees only committed rows.
+
+Fixtures
+- ``live_stack`` — a ``LiveStack``: points this process's Celery app at Redis (``LIVE_REDIS_URL``,
+  default ``redis://127.0.0.1:6379/1``) on a queue of its own (so concurrent runs never take each
+  other's messages), configures the local runtime in a temporary ``LOCAL_RUNTIME_DIR`` shared with
+  the worker, and restores everything afterwards. Its ``env`` is what a worker gets.
+- ``live_worker`` — a started ``LiveWorker`` (``celery worker --pool=solo -B``: embedded beat, so
+  reconcile runs every second and the scheduling pass every 5 s). ``stop()`` (SIGTERM),
+  ``kill()`` (SIGKILL, as a crash), ``start()`` (again), ``log()`` (its output, for messages).
+  On teardown it is stopped and every local instance process left behind is removed.
+
+Helpers
+- ``wait_until(predicate, timeout, interval)`` polls until ``predicate()`` is truthy and answers
+  it, or fails with the last value; never sleep-and-hope.
+- ``free_port()`` a free TCP port on 127.0.0.1 (inside ``NODEPORT_RANGE`` when it is set in the
+  environment, as the shared machine asks).
+
+Environment: ``LIVE_REDIS_URL``; ``NODEPORT_RANGE`` (the ports tasks get; e.g. ``31000-31399``).
+The pytest-django ``live_server`` fixture combines with these for portal tests in a browser.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+__all__ = ["LiveStack", "LiveWorker", "free_port", "live_stack", "live_worker", "wait_until"]
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("LIVE_REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, message=None):
+    """Poll ``predicate`` until it answers something truthy (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = message() if callable(message) else message
+            pytest.fail(f"condition not met within {timeout}s (last value: {value!r}){': ' + detail if detail else ''}")
+        time.sleep(interval)
+
+
+def _port_free(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port():
+    """A free port on 127.0.0.1, from ``NODEPORT_RANGE`` when the environment sets it, else any."""
+    if "NODEPORT_RANGE" in os.environ:
+        low, high = (int(p) for p in os.environ["NODEPORT_RANGE"].split("-"))
+        for port in range(low + os.getpid() % 50, high + 1):
+            if _port_free(port):
+                return port
+        raise RuntimeError(f"no free port in {low}-{high}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url():
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class LiveStack:
+    def __init__(self, root):
+        self.root = Path(root)
+        self.queue = f"live-{uuid.uuid4().hex[:12]}"
+        self.runtime_dir = self.root / "local-runtime"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": REDIS_URL,
+            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+            "DEPLOY_RUNTIME": "local",
+            "DEPLOY_VAR_DIR": str(self.root / "var"),
+            "LOCAL_RUNTIME_DIR": str(self.runtime_dir),
+            "LOCAL_STOP_GRACE_SECONDS": "3",
+            "RECONCILE_INTERVAL_SECONDS": "1",
+            "SCHEDULE_INTERVAL_SECONDS": "5",
+            "DEPLOY_TIMEOUT_SECONDS": os.environ.get("LIVE_DEPLOY_TIMEOUT_SECONDS", "60"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+
+def _point_celery_at(app, broker_url, queue):
+    app.conf.broker_url = broker_url
+    app.conf.task_default_queue = queue
+    app.conf.task_always_eager = False
+    # Drop connections made for the previous broker; the next send opens one to the new broker.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def live_stack(tmp_path, settings):
+    """This process's Celery on Redis (a queue of its own) and the local runtime in a temporary dir."""
+    from deploy_portal.celery import app
+
+    stack = LiveStack(tmp_path)
+    before = (app.conf.broker_url, app.conf.task_default_queue)
+    settings.DEPLOY_RUNTIME = "local"
+    settings.LOCAL_RUNTIME_DIR = stack.runtime_dir
+    settings.LOCAL_STOP_GRACE_SECONDS = 3
+    _point_celery_at(app, REDIS_URL, stack.queue)
+    yield stack
+    _point_celery_at(app, *before)
+
+
+class LiveWorker:
+    """A ``celery worker`` subprocess (solo pool, embedded beat) of the live stack."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.log_path = stack.root / "worker.log"
+        self.process = None
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "deploy_portal", "worker", "--pool=solo", "-B",
+             "--loglevel=INFO", "-Q", self.stack.queue, "-n", f"{self.stack.queue}@%h",
+             "-s", str(self.stack.root / "beat-schedule")],
+            cwd=REPO, env=self.stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        wait_until(lambda: self.process.poll() is not None or " ready." in self.log(), timeout,
+                   message=lambda: self.log()[-3000:])
+        if self.process.poll() is not None:
+            pytest.fail(f"the Celery worker exited at start:\n{self.log()[-3000:]}")
+        return self
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _signal(self, signum, timeout):
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self):
+        """Warm shutdown: the worker finishes what it runs (SIGTERM)."""
+        self._signal(signal.SIGTERM, 20)
+
+    def kill(self):
+        """A crash: SIGKILL to the worker and its beat; instance processes live in sessions of their own."""
+        self._signal(signal.SIGKILL, 10)
+
+
+@pytest.fixture
+def live_worker(live_stack):
+    worker = LiveWorker(live_stack).start()
+    yield worker
+    worker.stop()
+    from scheduler.runtimes.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(root=live_stack.runtime_dir, stop_grace=1)
+    for workload in runtime.workloads():
+        runtime.remove_workload(workload)
+    shutil.rmtree(live_stack.runtime_dir, ignore_errors=True)

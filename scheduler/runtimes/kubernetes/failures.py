@@ -124,7 +124,7 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
     mount_problem = _event_message(events, {"FailedMount", "FailedAttachVolume"})
     if container.get("ready") and (conditions.get("Ready") or {}).get("status") == "True":
         return observed(InstanceStatus.READY)
-    if state.get("running"):
+    if "running" in state:
         return observed(InstanceStatus.STARTING, _("Waiting for the readiness probe."))
     if mount_problem:
         return observed(InstanceStatus.PENDING, _("A storage cannot be mounted yet: %(detail)s") % {

@@ -1,0 +1,145 @@
+"""The local runtime with real processes: start, ports and env, readiness, failure, stop, restart, logs."""
+
+import json
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+
+from scheduler.runtimes.local.records import RecordStore, is_alive, process_start_time
+from scheduler.runtimes.local.runtime import LocalRuntime
+from tasks.models import InstanceStatus
+from tests.live import free_port, wait_until
+
+pytestmark = pytest.mark.django_db
+
+# Listens on $PORT after printing its environment; a tiny stand-in for a model server.
+SERVER = textwrap.dedent("""
+    import json, os, socket, sys
+    print(json.dumps({k: os.environ.get(k) for k in ("PORT", "CUDA_VISIBLE_DEVICES", "MODEL", "SECRET_KEY")}), flush=True)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()
+    print("listening", flush=True)
+    while True:
+        s.accept()[0].close()
+""")
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring', flush=True); time.sleep(600)"
+
+
+@pytest.fixture
+def runtime(tmp_path, settings):
+    settings.LOCAL_RUNTIME_DIR = tmp_path / "local"
+    rt = LocalRuntime(stop_grace=0.5)
+    yield rt
+    for workload in rt.workloads():
+        rt.remove_workload(workload)
+
+
+def observe_until(runtime, task, status, timeout=15):
+    return wait_until(lambda: (obs := runtime.observe(task)) and all(o.status == status for o in obs) and obs, timeout)
+
+
+def test_instances_start_with_env_gpus_and_ports(runtime, placed, world):
+    port = free_port()
+    task = placed(replicas=2, sku_count=2, command=[sys.executable, "-c", SERVER],
+                  env=[{"name": "MODEL", "value": "qwen"}], endpoint_port=port, nodes=[world.nodes[0]] * 2)
+    runtime.apply(task)
+    observations = observe_until(runtime, task, InstanceStatus.READY)
+    assert [o.index for o in observations] == [0, 1]
+    first, second = (json.loads(runtime.read_log(i).splitlines()[0]) for i in task.instances.order_by("index"))
+    assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "SECRET_KEY": None}
+    assert second["CUDA_VISIBLE_DEVICES"] == "2,3" and second["PORT"] != str(port)
+    handles = [i.handle for i in task.instances.order_by("index")]
+    assert all(h.isdigit() and is_alive(runtime.store.load(i.pk)) for h, i in zip(handles, task.instances.order_by("index")))
+
+
+def test_apply_is_idempotent(runtime, placed):
+    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    runtime.apply(task)
+    runtime.apply(task)
+    assert len(runtime.workloads()) == 1
+    (instance,) = task.instances.all()
+    assert runtime.store.load(instance.pk).pid == int(instance.handle)
+
+
+def test_a_command_that_exits_fails_with_its_last_log_lines(runtime, placed):
+    task = placed(command=["sh", "-c", "echo loading weights; echo 'CUDA error: out of memory' >&2; exit 3"],
+                  endpoint_port=free_port())
+    runtime.apply(task)
+    (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
+    assert "The process exited with code 3 — check the command and the log." in observation.message
+    assert observation.message.endswith("loading weights\nCUDA error: out of memory")
+
+
+def test_a_command_that_cannot_run_fails_saying_so(runtime, placed):
+    task = placed(command=["/nonexistent/serve"], endpoint_port=free_port())
+    runtime.apply(task)
+    (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
+    assert "The command cannot be run: /nonexistent/serve: No such file or directory — check the command." in observation.message
+
+
+def test_teardown_terms_then_kills_and_forgets(runtime, placed):
+    task = placed(replicas=2, command=[sys.executable, "-c", STUBBORN], endpoint_port=free_port())
+    runtime.apply(task)
+    records = [runtime.store.load(i.pk) for i in task.instances.all()]
+    wait_until(lambda: all("ignoring" in runtime.read_log(i) for i in task.instances.all()), 10)
+    runtime.teardown(task)
+    assert not any(is_alive(r) for r in records)
+    assert runtime.workloads() == []
+    assert list(runtime.store.root.iterdir()) == []
+    runtime.teardown(task)  # nothing left: still fine
+
+
+def test_a_restarted_worker_finds_its_processes_and_notices_dead_ones(runtime, placed, settings):
+    task = placed(replicas=2, command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    runtime.apply(task)
+    observe_until(runtime, task, InstanceStatus.READY)
+    restarted = LocalRuntime(stop_grace=0.5)  # a new worker: no memory of what it started
+    assert [o.status for o in restarted.observe(task)] == [InstanceStatus.READY] * 2
+    first, second = task.instances.order_by("index")
+    os.killpg(runtime.store.load(first.pk).pid, signal.SIGKILL)
+    record = runtime.store.load(second.pk)
+    record.start_time = (record.start_time or 0) + 1  # as if the pid had been reused by another process
+    runtime.store.save(record)
+    dead, reused = wait_until(lambda: (obs := restarted.observe(task))[0].status == InstanceStatus.FAILED and obs, 10)
+    assert "killed (SIGKILL)" in dead.message or "vanished" in dead.message
+    assert reused.status == InstanceStatus.FAILED
+    restarted.teardown(task)
+
+
+def test_logs_tail_follow_and_archive(runtime, placed, settings):
+    settings.LOG_ARCHIVE_BYTES = 64
+    task = placed(command=["sh", "-c", "for i in $(seq 1 20); do echo line-$i; done"], endpoint_port=free_port())
+    runtime.apply(task)
+    observe_until(runtime, task, InstanceStatus.FAILED)
+    (instance,) = task.instances.all()
+    assert runtime.read_log(instance, tail=2) == "line-19\nline-20\n"
+    assert b"".join(runtime.iter_log(instance)).decode().splitlines() == [f"line-{i}" for i in range(1, 21)]
+    runtime.archive_logs(task)
+    runtime.teardown(task)
+    instance.refresh_from_db()
+    assert instance.log_archived and instance.log_archive.endswith("line-20\n")
+    assert instance.log_archive.startswith("line-") and len(instance.log_archive.encode()) <= 64
+    with pytest.raises(LookupError):
+        runtime.read_log(instance)
+
+
+def test_follow_stops_when_the_process_ends(runtime, placed):
+    task = placed(command=["sh", "-c", "echo one; sleep 0.5; echo two"], endpoint_port=free_port())
+    runtime.apply(task)
+    (instance,) = task.instances.all()
+    assert b"".join(runtime.iter_log(instance)) == b"one\ntwo\n"
+
+
+def test_records_tell_a_reused_pid():
+    store = RecordStore("/nonexistent")
+    assert process_start_time(os.getpid()) is not None
+    assert process_start_time(2**22 + 12345) is None
+    from scheduler.runtimes.local.records import ProcessRecord
+
+    me = ProcessRecord(task_id=1, instance_id=1, index=0, port=1, pid=os.getpid(), start_time=process_start_time(os.getpid()))
+    assert is_alive(me)
+    assert not is_alive(ProcessRecord(**{**me.__dict__, "start_time": me.start_time + 1}))
+    assert store.load(1) is None

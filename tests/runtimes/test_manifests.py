@@ -1,0 +1,122 @@
+"""The pod and service manifests: what they promise, and that the Kubernetes schemas accept them."""
+
+import kubernetes_validate
+import pytest
+
+from scheduler.runtimes.kubernetes.manifests import (
+    INDEX_LABEL, INSTANCE_LABEL, TASK_LABEL, InstanceSpec, MountSpec, ServiceSpec, make_pod, make_service, shm_quantity,
+)
+
+# The current minor and the oldest one still commonly run.
+K8S_VERSIONS = ["1.37.0", "1.33.0"]
+
+
+def spec(**overrides):
+    data = dict(
+        task_id=7, instance_id=42, index=1, node_name="gpu-03", image="registry.example.com/llm/vllm:0.6.0",
+        gpus=2, cpus=24, memory_gib=240, env=(("HF_HOME", "/models"), ("SHM_SIZE", "60G")),
+        command=("python", "-m", "vllm.entrypoints.openai.api_server"), args=("--port", "8000"),
+        container_port=8000, shm_size="60G",
+        mounts=(
+            MountSpec(name="storage-0", kind="nfs", source="nfs.example.com:/exports/models", mount_path="/models", read_only=True),
+            MountSpec(name="storage-1", kind="pvc", source="cache-claim", mount_path="/cache"),
+            MountSpec(name="storage-2", kind="hostPath", source="/data/datasets", mount_path="/datasets", read_only=True),
+        ),
+        image_pull_secrets=("regcred",),
+    )
+    data.update(overrides)
+    return InstanceSpec(**data)
+
+
+def container(pod):
+    (only,) = pod["spec"]["containers"]
+    return only
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("overrides", [{}, {"command": (), "args": (), "container_port": None, "shm_size": None, "mounts": (), "image_pull_secrets": ()}])
+def test_pod_is_valid_against_the_schema(version, overrides):
+    kubernetes_validate.validate(make_pod(spec(**overrides), namespace="deploy-portal"), version, strict=True)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_service_is_valid_against_the_schema(version):
+    service = make_service(ServiceSpec(task_id=7, container_port=8000, node_port=30123), namespace="deploy-portal")
+    kubernetes_validate.validate(service, version, strict=True)
+
+
+def test_an_invalid_manifest_is_caught_by_the_validation():
+    pod = make_pod(spec(), namespace="deploy-portal")
+    pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"cores": 24}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pod, K8S_VERSIONS[0], strict=True)
+
+
+def test_pod_is_bound_to_its_machine_and_labelled():
+    pod = make_pod(spec(), namespace="deploy-portal")
+    assert pod["metadata"]["name"] == "dp-task-7-1"
+    assert pod["metadata"]["labels"][TASK_LABEL] == "7"
+    assert pod["metadata"]["labels"][INDEX_LABEL] == "1"
+    assert pod["metadata"]["labels"][INSTANCE_LABEL] == "42"
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-03"]}]}]
+
+
+def test_limits_come_from_sku_count_times_bundle():
+    resources = container(make_pod(spec(), namespace="ns"))["resources"]
+    assert resources["limits"] == {"nvidia.com/gpu": "2", "cpu": "24", "memory": "240Gi"}
+    assert resources["requests"] == resources["limits"]
+
+
+def test_shm_is_a_memory_empty_dir_sized_by_shm_size():
+    pod = make_pod(spec(shm_size="512mi"), namespace="ns")
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}} in pod["spec"]["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container(pod)["volumeMounts"]
+    unsized = make_pod(spec(shm_size=None), namespace="ns")
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in unsized["spec"]["volumes"]
+
+
+def test_storages_become_volumes_with_read_only_honoured():
+    pod = make_pod(spec(), namespace="ns")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["storage-0"]["nfs"] == {"server": "nfs.example.com", "path": "/exports/models", "readOnly": True}
+    assert volumes["storage-1"]["persistentVolumeClaim"] == {"claimName": "cache-claim", "readOnly": False}
+    assert volumes["storage-2"]["hostPath"] == {"path": "/data/datasets", "type": "Directory"}
+    mounts = {m["name"]: m for m in container(pod)["volumeMounts"]}
+    assert mounts["storage-0"] == {"name": "storage-0", "mountPath": "/models", "readOnly": True}
+    assert mounts["storage-1"]["readOnly"] is False
+
+
+def test_env_command_args_probe_and_pull_secrets():
+    pod = make_pod(spec(), namespace="ns")
+    c = container(pod)
+    assert c["env"] == [{"name": "HF_HOME", "value": "/models"}, {"name": "SHM_SIZE", "value": "60G"}]
+    assert c["command"] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert c["args"] == ["--port", "8000"]
+    assert c["readinessProbe"]["tcpSocket"] == {"port": 8000}
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    bare = container(make_pod(spec(command=(), args=(), container_port=None), namespace="ns"))
+    assert "command" not in bare and "args" not in bare and "readinessProbe" not in bare
+
+
+def test_service_exposes_the_container_port_on_the_node_port():
+    service = make_service(ServiceSpec(task_id=7, container_port=8000, node_port=30123), namespace="ns")
+    assert service["metadata"]["name"] == "dp-task-7"
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["selector"][TASK_LABEL] == "7"
+    assert service["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 8000, "targetPort": 8000, "nodePort": 30123}]
+
+
+@pytest.mark.parametrize(("given", "quantity"), [
+    ("60G", "60G"), ("60g", "60G"), ("60GB", "60G"), ("512Mi", "512Mi"), ("512mi", "512Mi"), ("1.5Gi", "1.5Gi"),
+    ("100k", "100k"), ("4096", "4096"),
+])
+def test_shm_size_becomes_a_quantity(given, quantity):
+    assert shm_quantity(given) == quantity
+
+
+@pytest.mark.parametrize("given", ["", "lots", "-1G", "60 X"])
+def test_shm_size_that_is_not_a_size_is_refused(given):
+    with pytest.raises(ValueError):
+        shm_quantity(given)
