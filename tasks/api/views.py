@@ -22,6 +22,7 @@ from scheduler.runtimes.logs import instance_log_text
 from scheduler.selectors import queue_info_for
 from tasks import services
 from tasks.access import check_action
+from tasks.exceptions import OperationRefused
 from tasks.filtersets import TaskFilterSet
 from tasks.models import Task, TaskInstance
 from tasks.states import Action, Status
@@ -115,7 +116,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def _operate(self, operation, service):
         task = self.get_object()
         check_action(task=task, user=self.request.user, action=operation)
-        return self._answer(service(task=task, user=self.request.user))
+        try:
+            task = service(task=task, user=self.request.user)
+        except OperationRefused as refusal:
+            # Refusals for other reasons than the state ("can never fit") still name the state in the 409.
+            refusal.task = getattr(refusal, "task", task)
+            raise
+        return self._answer(task)
 
     @operation_schema(_("Start: deploy now, or join the queue"))
     @action(detail=True, methods=["post"])

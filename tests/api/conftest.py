@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tasks.models import InstanceStatus, TaskInstance
@@ -21,11 +22,14 @@ def api_client(user=None):
     return client
 
 
-def holding_task(world, *, status=Status.RUNNING, name="serving", log="line 1\nline 2\nline 3\n", **fields):
-    """A task holding one SKU on the world's first machine, with one instance whose log is archived."""
+def holding_task(
+    world, *, status=Status.RUNNING, name="serving", log="line 1\nline 2\nline 3\n", node=None, **fields
+):
+    """A task holding its SKUs on one machine (the world's first), with one instance whose log is archived."""
     fields.setdefault("endpoint_port", 30080)
+    fields.setdefault("started_at", timezone.now())
     task = world_task(world, name=name, status=status, **fields)
-    node = world.nodes[0]
+    node = node or world.nodes[0]
     TaskInstance.objects.create(
         task=task, index=0, node=node, node_name=node.name, gpu_type=node.gpu_type, sku_count=task.sku_count,
         gpu_count=task.sku_count, gpu_indices=[0], status=InstanceStatus.READY, log_archive=log, log_archived=True,
