@@ -1,0 +1,228 @@
+"""The load generator: streaming requests to an OpenAI-compatible endpoint, measured one by one.
+
+Plain I/O, no database: ``run_load`` drives an asyncio event loop on a thread of its own and asks the
+caller's ``keep_going`` (on the caller's thread, so it may use the database) whether to go on.
+"""
+
+import asyncio
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from .metrics import RequestRecord
+
+BUILTIN_PROMPTS = (
+    "Explain what a GPU does in one paragraph.",
+    "Write a short poem about a mountain lake at dawn.",
+    "List three tips for writing readable Python code.",
+    "Summarize the plot of a detective story in four sentences.",
+    "What are the trade-offs between latency and throughput when serving a model?",
+    "Translate 'good morning, how are you?' into French and Spanish.",
+    "Describe how a hash table works to a new programmer.",
+    "Give a recipe for a simple tomato soup.",
+)
+ERROR_TEXT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send: ``request_count`` requests, at most ``concurrency`` at once, optionally arriving at
+    ``request_rate`` per second on average (a seeded Poisson process, so runs repeat)."""
+
+    base_url: str
+    endpoint_kind: str  # "completions" or "chat"
+    model: str
+    prompts: tuple[str, ...]
+    max_tokens: int
+    request_count: int
+    concurrency: int
+    request_rate: float | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    records: list[RequestRecord]
+    duration: float
+    stopped: bool  # stopped early because keep_going() said so
+
+
+class EndpointError(Exception):
+    """The endpoint could not be asked what it serves."""
+
+
+def first_model(base_url, *, timeout=10.0) -> str:
+    """The id of the first model ``GET /v1/models`` lists; EndpointError if there is none or no answer."""
+    try:
+        response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout)
+        response.raise_for_status()
+        models = response.json().get("data") or []
+        return models[0]["id"]
+    except (httpx.HTTPError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise EndpointError(f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]) from exc
+
+
+def arrival_offsets(count, rate, seed=0):
+    """Seconds after the start at which each request is sent: all at once without a rate, else Poisson."""
+    if not rate:
+        return [0.0] * count
+    rng = random.Random(seed)
+    offsets, at = [], 0.0
+    for _ in range(count):
+        offsets.append(at)
+        at += rng.expovariate(rate)
+    return offsets
+
+
+def request_body(spec: LoadSpec, prompt: str) -> dict:
+    body = {
+        "model": spec.model,
+        "max_tokens": spec.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if spec.endpoint_kind == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    return body
+
+
+def endpoint_path(endpoint_kind) -> str:
+    return "/v1/chat/completions" if endpoint_kind == "chat" else "/v1/completions"
+
+
+def _chunk_text(payload, chat):
+    choices = payload.get("choices") or []
+    if not choices:
+        return ""
+    choice = choices[0]
+    if chat:
+        return (choice.get("delta") or {}).get("content") or ""
+    return choice.get("text") or ""
+
+
+def _http_error_text(response, body: bytes) -> str:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, LookupError, TypeError):
+        message = body.decode(errors="replace").strip()
+    return f"HTTP {response.status_code}: {message}"[:ERROR_TEXT_LIMIT]
+
+
+async def send_request(client: httpx.AsyncClient, spec: LoadSpec, prompt: str) -> RequestRecord:
+    """One streaming request, timed: TTFT at the first chunk with text, ITL between text chunks.
+
+    Output tokens come from the final ``usage`` chunk when the server sends one, else from the chunks counted.
+    """
+    chat = spec.endpoint_kind == "chat"
+    url = spec.base_url.rstrip("/") + endpoint_path(spec.endpoint_kind)
+    started = time.perf_counter()
+    ttft, itl, chunks, usage_tokens = None, [], 0, None
+    last = started
+    try:
+        async with asyncio.timeout(spec.timeout):
+            async with client.stream("POST", url, json=request_body(spec, prompt)) as response:
+                if response.status_code != 200:
+                    error = _http_error_text(response, await response.aread())
+                    return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
+                async for line in response.aiter_lines():
+                    line = line.strip()
+                    if not line.startswith("data:"):
+                        continue  # blank separators and SSE comments (pings)
+                    data = line.removeprefix("data:").strip()
+                    if data == "[DONE]":
+                        break
+                    now = time.perf_counter()
+                    payload = json.loads(data)
+                    if payload.get("error"):
+                        message = payload["error"].get("message", payload["error"])
+                        raise ValueError(f"error in stream: {message}")
+                    if _chunk_text(payload, chat):
+                        if ttft is None:
+                            ttft = now - started
+                        else:
+                            itl.append(now - last)
+                        last = now
+                        chunks += 1
+                    if payload.get("usage"):
+                        usage_tokens = payload["usage"].get("completion_tokens")
+    except TimeoutError:
+        error = f"timed out after {spec.timeout:g} s"
+        return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
+    except (httpx.HTTPError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
+        return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
+    latency = time.perf_counter() - started
+    if ttft is None:
+        return RequestRecord(success=False, latency=latency, error="the response carried no tokens")
+    output_tokens = usage_tokens if usage_tokens is not None else chunks
+    return RequestRecord(success=True, latency=latency, ttft=ttft, itl=tuple(itl), output_tokens=output_tokens)
+
+
+async def generate_load(spec: LoadSpec, stop: asyncio.Event) -> LoadResult:
+    """Send the spec's requests; when ``stop`` is set, cancel what is in flight and keep what finished."""
+    records: list[RequestRecord] = []
+    in_flight: list[asyncio.Task] = []
+    semaphore = asyncio.Semaphore(spec.concurrency)
+    limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
+
+    async with httpx.AsyncClient(limits=limits, timeout=spec.timeout) as client:
+        started = time.perf_counter()
+
+        async def one(index):
+            async with semaphore:
+                records.append(await send_request(client, spec, spec.prompts[index % len(spec.prompts)]))
+
+        async def dispatch():
+            for index, offset in enumerate(arrival_offsets(spec.request_count, spec.request_rate)):
+                delay = started + offset - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                in_flight.append(asyncio.create_task(one(index)))
+            await asyncio.gather(*in_flight)
+
+        dispatcher = asyncio.create_task(dispatch())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({dispatcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopped = not dispatcher.done()
+        for pending in (dispatcher, stopper, *in_flight):
+            pending.cancel()
+        await asyncio.gather(dispatcher, stopper, *in_flight, return_exceptions=True)
+        duration = time.perf_counter() - started
+    return LoadResult(records=list(records), duration=duration, stopped=stopped)
+
+
+def run_load(spec: LoadSpec, *, keep_going=lambda: True, check_every=1.0) -> LoadResult:
+    """Run the load on a thread with its own event loop; every ``check_every`` seconds, on this thread,
+    ask ``keep_going()`` and stop early (keeping what finished) once it answers False."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    outcome = {}
+
+    def target():
+        asyncio.set_event_loop(loop)
+        try:
+            outcome["result"] = loop.run_until_complete(generate_load(spec, stop))
+        except BaseException as exc:  # handed back to the caller's thread below
+            outcome["error"] = exc
+        finally:
+            loop.close()
+
+    worker = threading.Thread(target=target, name="evaluation-load", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=check_every)
+        if worker.is_alive() and not keep_going():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass  # the loop finished (and closed) meanwhile: nothing left to stop
+            worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

@@ -1,0 +1,113 @@
+"""An evaluation run: a load test against a running task's endpoint, with its parameters and results."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from tasks.models import Task
+
+from .querysets import EvaluationQuerySet
+
+MAX_REQUESTS = 5000
+MAX_CONCURRENCY = 256
+MAX_TOKENS = 8192
+MAX_TIMEOUT_SECONDS = 600
+# Slack on top of a run's longest possible duration before a run nobody finished counts as abandoned.
+ABANDON_GRACE = timedelta(minutes=2)
+
+
+class EvaluationStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+
+
+ACTIVE_STATUSES = (EvaluationStatus.PENDING, EvaluationStatus.RUNNING)
+
+
+class EndpointKind(models.TextChoices):
+    COMPLETIONS = "completions", _("Completions (/v1/completions)")
+    CHAT = "chat", _("Chat (/v1/chat/completions)")
+
+
+class Evaluation(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="evaluations", verbose_name=_("task"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("started by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    # Parameters
+    endpoint_kind = models.CharField(
+        _("endpoint"), max_length=20, choices=EndpointKind.choices, default=EndpointKind.COMPLETIONS
+    )
+    model_name = models.CharField(
+        _("model"), max_length=200, blank=True, help_text=_("Leave blank to use the first model the endpoint lists.")
+    )
+    prompt = models.TextField(_("prompt"), blank=True, help_text=_("Leave blank to use a small built-in prompt set."))
+    max_tokens = models.PositiveIntegerField(
+        _("max tokens"), default=128, validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKENS)]
+    )
+    request_count = models.PositiveIntegerField(
+        _("requests"), default=100, validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUESTS)]
+    )
+    concurrency = models.PositiveIntegerField(
+        _("concurrency"), default=8, validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY)]
+    )
+    request_rate = models.FloatField(
+        _("request rate (requests/s)"), null=True, blank=True, validators=[MinValueValidator(0.01)],
+        help_text=_("Leave blank to send as fast as the concurrency allows."),
+    )
+    timeout_seconds = models.FloatField(
+        _("timeout per request (s)"), default=60.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+    )
+
+    # What was evaluated: the endpoint and the task's configuration at the time, for comparisons.
+    endpoint = models.CharField(_("endpoint URL"), max_length=500, blank=True)
+    task_config = models.JSONField(_("task configuration"), default=dict, blank=True)
+
+    status = models.CharField(
+        _("status"), max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.PENDING
+    )
+    status_message = models.TextField(_("status message"), blank=True)
+    results = models.JSONField(_("results"), default=dict, blank=True)
+
+    objects = EvaluationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("evaluation")
+        verbose_name_plural = _("evaluations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="one_active_evaluation_per_task",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.task.name} #{self.pk}"
+
+    @property
+    def is_active(self):
+        return self.status in ACTIVE_STATUSES
+
+    def longest_duration(self) -> timedelta:
+        """The longest a run with these parameters can take: every request waits for its turn and times out."""
+        waves = -(-self.request_count // self.concurrency)
+        arrivals = self.request_count / self.request_rate if self.request_rate else 0.0
+        return timedelta(seconds=arrivals + waves * self.timeout_seconds)
+
+    def is_abandoned(self, now) -> bool:
+        """An active run past its longest duration (plus slack): its worker is gone."""
+        since = self.started_at or self.created_at
+        return self.is_active and now > since + self.longest_duration() + ABANDON_GRACE

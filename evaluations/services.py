@@ -1,0 +1,157 @@
+"""Evaluation runs: the only place that creates them and moves them between states."""
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tasks.access import check_action
+from tasks.exceptions import OperationRefused
+from tasks.models import Task
+from tasks.states import Action, Status
+
+from . import loadgen
+from .metrics import summarize
+from .models import ACTIVE_STATUSES, Evaluation, EvaluationStatus
+
+logger = logging.getLogger(__name__)
+
+PARAMETER_FIELDS = (
+    "endpoint_kind", "model_name", "prompt", "max_tokens", "request_count", "concurrency", "request_rate",
+    "timeout_seconds",
+)
+# How often a run looks at its task while it goes.
+TASK_CHECK_SECONDS = 1.0
+
+
+def task_config_snapshot(task) -> dict:
+    """What distinguishes a copy of a task from another, as it was when the run was started."""
+    return {
+        "image": task.image,
+        "sku_count": task.sku_count,
+        "replicas": task.replicas,
+        "gpu_type": task.virtual_cluster.gpu_type,
+        "env": [item for item in task.env if isinstance(item, dict)],
+    }
+
+
+def evaluation_create(*, task, user, parameters) -> Evaluation:
+    """Start an evaluation of ``task`` by ``user`` with ``parameters`` (names of PARAMETER_FIELDS).
+
+    Raises ValidationError for bad parameters (nothing saved), PermissionDenied / InvalidTransition unless
+    the task is running, OperationRefused when it has no endpoint or a run of it is already under way.
+    The run is handed to a Celery worker once the transaction commits.
+    """
+    from .tasks import run_evaluation
+
+    unknown = set(parameters) - set(PARAMETER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown evaluation parameters: {sorted(unknown)}")
+    evaluation = Evaluation(task=task, created_by=user, **parameters)
+    evaluation.full_clean(exclude=["task", "created_by"], validate_constraints=False)
+    with transaction.atomic():
+        task = Task.objects.select_for_update().select_related("virtual_cluster").get(pk=task.pk)
+        check_action(task=task, user=user, action=Action.EVALUATE)
+        if not task.endpoint:
+            raise OperationRefused(_("Task “%(task)s” has no endpoint to evaluate: it exposes no port.")
+                                   % {"task": task.name})
+        _refuse_if_busy(task)
+        evaluation.task = task
+        evaluation.endpoint = task.endpoint
+        evaluation.task_config = task_config_snapshot(task)
+        try:
+            with transaction.atomic():
+                evaluation.save()
+        except IntegrityError as exc:  # the constraint, should another run have slipped in
+            raise OperationRefused(_("An evaluation of task “%(task)s” is already under way.")
+                                   % {"task": task.name}) from exc
+        transaction.on_commit(lambda: run_evaluation.delay(evaluation.pk))
+    return evaluation
+
+
+def _refuse_if_busy(task):
+    now = timezone.now()
+    for active in Evaluation.objects.select_for_update().filter(task=task, status__in=ACTIVE_STATUSES):
+        if active.is_abandoned(now):
+            _finish(active, EvaluationStatus.FAILED, _("Abandoned: the worker running it went away."))
+            continue
+        raise OperationRefused(
+            _("Evaluation #%(id)s of task “%(task)s” is still %(status)s; wait for it to finish.")
+            % {"id": active.pk, "task": task.name, "status": str(active.get_status_display()).lower()}
+        )
+
+
+def _finish(evaluation, status, message="", results=None):
+    evaluation.status = status
+    evaluation.status_message = message
+    evaluation.finished_at = timezone.now()
+    fields = ["status", "status_message", "finished_at"]
+    if results is not None:
+        evaluation.results = results
+        fields.append("results")
+    evaluation.save(update_fields=fields)
+
+
+def _task_is_running(task_id) -> bool:
+    return Task.objects.filter(pk=task_id, status=Status.RUNNING).exists()
+
+
+def _claim(evaluation_id):
+    """pending -> running, once: a second delivery of the same run finds nothing to claim."""
+    claimed = Evaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.PENDING).update(
+        status=EvaluationStatus.RUNNING, started_at=timezone.now()
+    )
+    return Evaluation.objects.select_related("task").get(pk=evaluation_id) if claimed else None
+
+
+def evaluation_run(*, evaluation_id) -> Evaluation | None:
+    """Run a pending evaluation to its end; None if it is not pending (already run, or running elsewhere).
+
+    Ends ``succeeded`` when every request was sent (failed requests are counted in the results), or
+    ``failed`` with a reason: the task stopped running (the figures measured so far are kept), the endpoint
+    could not be asked for its model, or no request succeeded.
+    """
+    evaluation = _claim(evaluation_id)
+    if evaluation is None:
+        return None
+    if not _task_is_running(evaluation.task_id):
+        _finish(evaluation, EvaluationStatus.FAILED, _("The task is no longer running."))
+        return evaluation
+    model = evaluation.model_name
+    if not model:
+        try:
+            model = loadgen.first_model(evaluation.endpoint, timeout=min(evaluation.timeout_seconds, 30.0))
+        except loadgen.EndpointError as exc:
+            _finish(evaluation, EvaluationStatus.FAILED,
+                    _("Could not list the endpoint's models: %(error)s") % {"error": exc})
+            return evaluation
+        evaluation.model_name = model
+        evaluation.save(update_fields=["model_name"])
+    spec = loadgen.LoadSpec(
+        base_url=evaluation.endpoint,
+        endpoint_kind=evaluation.endpoint_kind,
+        model=model,
+        prompts=(evaluation.prompt,) if evaluation.prompt else loadgen.BUILTIN_PROMPTS,
+        max_tokens=evaluation.max_tokens,
+        request_count=evaluation.request_count,
+        concurrency=evaluation.concurrency,
+        request_rate=evaluation.request_rate,
+        timeout=evaluation.timeout_seconds,
+    )
+    outcome = loadgen.run_load(
+        spec, keep_going=lambda: _task_is_running(evaluation.task_id), check_every=TASK_CHECK_SECONDS
+    )
+    results = summarize(outcome.records, outcome.duration)
+    results["sent"] = len(outcome.records)
+    results["stopped_early"] = outcome.stopped
+    if outcome.stopped or not _task_is_running(evaluation.task_id):
+        message = _("The task stopped running during the evaluation; these are the figures measured until then.")
+        _finish(evaluation, EvaluationStatus.FAILED, message, results)
+    elif results["completed"] == 0:
+        first = results["errors"][0] if results["errors"] else ""
+        _finish(evaluation, EvaluationStatus.FAILED, _("No request succeeded: %(error)s") % {"error": first}, results)
+    else:
+        _finish(evaluation, EvaluationStatus.SUCCEEDED, "", results)
+    logger.info("evaluation %s of task %s: %s", evaluation.pk, evaluation.task_id, evaluation.status)
+    return evaluation

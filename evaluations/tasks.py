@@ -1,0 +1,11 @@
+"""Celery tasks of evaluations: thin, taking ids, safe to deliver twice."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, ignore_result=True, name="evaluations.tasks.run_evaluation")
+def run_evaluation(evaluation_id):
+    """Run the evaluation if it is still pending; a redelivered message finds it claimed and does nothing."""
+    from .services import evaluation_run
+
+    evaluation_run(evaluation_id=evaluation_id)
