@@ -1,6 +1,7 @@
 """The scheduler's services: the only way tasks start, stop, queue, get pinned, force-started or killed.
 
-Every decision that changes what holds GPUs of a VC locks that VC's row first
+Permission and state are checked on the task as it is under the lock, so a caller may pass a
+stale instance. Every decision that changes what holds GPUs of a VC locks that VC's row first
 (``select_for_update``; several VCs in id order), then task rows, then reads, decides with the pure
 code (``queues``, ``victims``) and writes in the same transaction. Work for the runtime is enqueued
 after commit (``dispatch``). Web processes and Celery workers deciding at once therefore never
@@ -187,7 +188,6 @@ def task_start(*, task, user):
     Refused (OperationRefused, nothing changes) when it could never fit the VC, or its fixed external port
     is held by a running task. Returns the task as it now is (``deploying`` or ``queued``).
     """
-    check_action(task=task, user=user, action=Action.START)
     with transaction.atomic():
         clusters = _lock_clusters([task.virtual_cluster_id])
         task = _lock_task(task.pk)
@@ -218,8 +218,6 @@ def task_stop(*, task, user=None, message=""):
 
     ``user`` None means the system asks. Freed GPUs or a shorter queue are re-examined at once.
     """
-    if user is not None:
-        check_action(task=task, user=user, action=Action.STOP)
     with transaction.atomic():
         clusters = _lock_clusters([task.virtual_cluster_id])
         task = _lock_task(task.pk)
@@ -239,7 +237,6 @@ def task_stop(*, task, user=None, message=""):
 
 
 def _set_pinned(*, task, user, action, pinned, message):
-    check_action(task=task, user=user, action=action)
     with transaction.atomic():
         clusters = _lock_clusters([task.virtual_cluster_id])
         task = _lock_task(task.pk)
@@ -343,7 +340,6 @@ def task_force_start(*, task, user):
     Refused, with nothing killed, when it could not fit even on the empty VC. Each victim becomes
     ``killed`` with an event naming ``task`` and ``user``, and its owner is mailed after commit.
     """
-    check_action(task=task, user=user, action=Action.FORCE_START)
     with transaction.atomic():
         clusters = _lock_clusters([task.virtual_cluster_id])
         task = _lock_task(task.pk)
