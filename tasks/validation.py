@@ -69,7 +69,7 @@ def check_env(env, memory_bytes=None):
         return [_("Environment variables must be a list of {name, value} pairs.")]
     errors, seen = [], set()
     for item in env:
-        name, value = str(item.get("name", "")).strip(), item.get("value", "")
+        name, value = str(item.get("name", "")), item.get("value", "")
         if not ENV_NAME_RE.match(name):
             errors.append(
                 _("“%(name)s” is not a valid environment variable name (letters, digits and _, not starting with a digit).")

@@ -31,3 +31,10 @@ def world(db):
     from tests.factories import make_world
 
     return make_world()
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # PBKDF2's real cost is for production; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
