@@ -300,6 +300,7 @@ def _victim_list(ids, *, lock=False):
 
 def task_force_start_preview(*, task, user):
     """What ``task_force_start`` would do now: whether it fits, and the tasks it would kill."""
+    task = Task.objects.select_related("virtual_cluster").get(pk=task.pk)
     check_action(task=task, user=user, action=Action.FORCE_START)
     clusters = VirtualCluster.objects.filter(pk=task.virtual_cluster_id).values(*CLUSTER_FIELDS)
     choice = _victim_choice(cluster_states(clusters, with_queue=False)[task.virtual_cluster_id], task)
