@@ -71,11 +71,10 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        return (
-            Task.objects.visible_to(self.request.user)
-            .select_related("owner", "virtual_cluster")
-            .prefetch_related("mounts")
-        )
+        tasks = Task.objects.visible_to(self.request.user)
+        if self.action in ("events", "instances"):
+            return tasks
+        return tasks.select_related("owner", "virtual_cluster").prefetch_related("mounts")
 
     def get_serializer(self, *args, **kwargs):
         kwargs.setdefault("context", self.get_serializer_context())
