@@ -75,7 +75,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "deploy_portal.wsgi.application"
 ASGI_APPLICATION = "deploy_portal.asgi.application"
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks rather than fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
@@ -177,7 +177,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- The product ------------------------------------------------------------
 DEPLOY_RUNTIME = env.str("DEPLOY_RUNTIME", default="local")  # "local" or "kubernetes"
 ALLOWED_IMAGE_REGISTRIES = env.list(
-    "ALLOWED_IMAGE_REGISTRIES", default=["registry.example.com", "192.168.99.199:8080", "local"]
+    "ALLOWED_IMAGE_REGISTRIES", default=["registry.example.com", "192.168.99.199:8080"]
 )
 NODEPORT_RANGE = tuple(int(p) for p in env.str("NODEPORT_RANGE", default="30000-32767").split("-"))
 MAX_REPLICAS = env.int("MAX_REPLICAS", default=16)

@@ -1,13 +1,19 @@
 """The managers group and the permissions it carries."""
 
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 MANAGERS_GROUP = "managers"
 MANAGER_PERMISSION_CODENAMES = ("pin_task", "force_start_task", "view_all_tasks")
 
 
 def ensure_managers_group():
+    """The ``managers`` group: pin, force start, see everything, and run the GPU world in admin."""
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
-    perms = Permission.objects.filter(content_type__app_label="tasks", codename__in=MANAGER_PERMISSION_CODENAMES)
+    perms = Permission.objects.filter(
+        Q(content_type__app_label="tasks", codename__in=MANAGER_PERMISSION_CODENAMES)
+        | Q(content_type__app_label="clusters")
+        | Q(content_type__app_label="tasks", codename__in=("view_task", "change_task", "view_taskevent"))
+    )
     group.permissions.add(*perms)
     return group
