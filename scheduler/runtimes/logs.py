@@ -64,7 +64,8 @@ def instance_log_stream(instance):
 def archive_instance_log(runtime, instance):
     """Store the last ``LOG_ARCHIVE_BYTES`` of the instance's live log on its row (once)."""
     try:
-        data = runtime.log_tail_bytes(instance, settings.LOG_ARCHIVE_BYTES)
+        # One byte more than is kept: tail_text then knows the log was cut, and cuts at a line boundary.
+        data = runtime.log_tail_bytes(instance, settings.LOG_ARCHIVE_BYTES + 1)
     except LookupError:
         data = b""
     TaskInstance.objects.filter(pk=instance.pk, log_archived=False).update(

@@ -62,6 +62,8 @@ class KubeMock:
 
         async def serve():
             async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+                for resource in ("v1/pods", "v1/services", "v1/events", "v1/nodes"):
+                    emulator.resources[resource] = {}
                 self.emulator, self.url = emulator, str(server.url).rstrip("/")
                 self._stop = asyncio.Event()
                 self._ready.set()
@@ -135,10 +137,19 @@ def kube_runtime(kube, settings):
 
     from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
 
+    from scheduler import runtimes
+
     configuration = client.Configuration()
     configuration.host = kube.url
+    # No retries inside urllib3: the tests show the runtime's own retrying.
+    configuration.retries = False
     settings.KUBERNETES_NAMESPACE = "deploy-portal"
-    return KubernetesRuntime(
+    settings.DEPLOY_RUNTIME = "kubernetes"
+    runtime = KubernetesRuntime(
         client.ApiClient(configuration), namespace="deploy-portal", image_pull_secrets=["regcred"],
-        request_timeout=1.0, retries=3, backoff=0.01,
+        request_timeout=0.5, retries=3, backoff=0.01,
     )
+    # get_runtime() answers this one while the test runs.
+    runtimes._runtimes[("kubernetes", "deploy-portal")] = runtime
+    yield runtime
+    runtimes._runtimes.pop(("kubernetes", "deploy-portal"), None)

@@ -1,0 +1,209 @@
+"""The Kubernetes runtime through the real ``kubernetes`` client against kmock's API emulator.
+
+Apply creates the right pods and service; statuses map to instance and task states with their
+sentences; replays are idempotent; 500s and timeouts are retried; teardown removes everything.
+"""
+
+import asyncio
+import sys
+
+import pytest
+
+from scheduler.runtimes import operations
+from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
+from tasks.models import InstanceStatus, Task, TaskMount
+from tasks.states import Status
+from tests.factories import StorageFactory
+
+pytestmark = pytest.mark.django_db
+IMAGE = "registry.example.com/team/model:v2"
+
+
+@pytest.fixture
+def task(placed, world):
+    nfs = world.storage
+    nfs.read_only = True
+    nfs.save()
+    task = placed(replicas=2, sku_count=2, image=IMAGE, endpoint_port=30123, container_port=8000,
+                  env=[{"name": "SHM_SIZE", "value": "60G"}, {"name": "HF_HOME", "value": "/models"}],
+                  command=["python", "-m", "vllm.entrypoints.openai.api_server"], args=["--port", "8000"])
+    TaskMount.objects.create(task=task, storage=nfs, mount_path="/models")
+    cache = StorageFactory(kind="pvc", source="cache-claim")
+    TaskMount.objects.create(task=task, storage=cache, mount_path="/cache")
+    return task
+
+
+def running_ready():
+    return {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "model", "image": IMAGE, "imageID": "", "ready": True, "restartCount": 0,
+                                   "state": {"running": {}}}]}
+
+
+def waiting(reason, message="", restarts=0, last=None):
+    status = {"name": "model", "image": IMAGE, "imageID": "", "ready": False, "restartCount": restarts,
+              "state": {"waiting": {"reason": reason, "message": message}}}
+    if last:
+        status["lastState"] = {"terminated": last}
+    return {"phase": "Pending" if not restarts else "Running", "containerStatuses": [status]}
+
+
+def test_apply_creates_bound_pods_with_limits_shm_volumes_env_and_a_service(kube, kube_runtime, task, world):
+    kube_runtime.apply(task)
+    pods = kube.objects("pods")
+    assert sorted(pods) == [f"dp-task-{task.pk}-0", f"dp-task-{task.pk}-1"]
+    first = pods[f"dp-task-{task.pk}-0"]
+    instance = task.instances.get(index=0)
+    assert first["metadata"]["labels"]["deploy-portal/instance-id"] == str(instance.pk)
+    node_term = first["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert node_term["nodeSelectorTerms"][0]["matchFields"][0]["values"] == [instance.node_name]
+    container = first["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "24", "memory": "240Gi"}
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "60G"}} in first["spec"]["volumes"]
+    volumes = {v["name"]: v for v in first["spec"]["volumes"]}
+    assert volumes["storage-0"]["nfs"] == {"server": "nfs.example.com", "path": "/exports/models", "readOnly": True}
+    assert volumes["storage-1"]["persistentVolumeClaim"] == {"claimName": "cache-claim", "readOnly": False}
+    assert {"name": "HF_HOME", "value": "/models"} in container["env"]
+    assert container["command"] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert first["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    service = kube.objects("services")[f"dp-task-{task.pk}"]
+    assert service["spec"]["ports"][0]["nodePort"] == 30123 and service["spec"]["type"] == "NodePort"
+    assert [i.handle for i in task.instances.order_by("index")] == sorted(pods)
+
+
+def test_apply_replayed_creates_nothing_twice(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    kube_runtime.apply(task)
+    assert len(kube.objects("pods")) == 2 and len(kube.objects("services")) == 1
+    assert len(kube.requests("post", "pods")) == 4  # two answered 409, read back, kept
+
+
+def test_a_stale_pod_of_an_earlier_run_is_replaced(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    name = f"dp-task-{task.pk}-0"
+    kube.patch("pods", name, {"metadata": {"labels": {"deploy-portal/instance-id": "999999"}}})
+    with pytest.raises(TransientRuntimeError):
+        kube_runtime.apply(task)
+    assert name not in kube.objects("pods")
+    kube_runtime.apply(task)  # the Celery retry
+    assert kube.objects("pods")[name]["metadata"]["labels"]["deploy-portal/instance-id"] == str(task.instances.get(index=0).pk)
+
+
+def test_server_errors_are_retried(kube, kube_runtime, task):
+    # The emulator stores the pod before answering 500, as a real API server may: the retry then
+    # meets 409, reads the pod back, and keeps it because it is this very instance's.
+    kube.call(lambda k: k["post", k.resource("v1/pods")][:1] << 500)
+    kube.call(lambda k: k["list", k.resource("v1/pods")][:2] << 502)
+    kube_runtime.apply(task)
+    assert len(kube.objects("pods")) == 2
+    assert len(kube.requests("post", "pods")) == 3
+    assert [o.exists for o in kube_runtime.observe(task)] == [True, True]
+    assert len(kube.requests("get", "pods")) >= 4  # the read-back, two 502s, the answer
+
+
+def test_timeouts_are_retried(kube, kube_runtime, task):
+    async def slow(request):
+        await asyncio.sleep(2)
+        return {"items": []}
+
+    kube_runtime.apply(task)
+    kube.call(lambda k: k["list", k.resource("v1/pods")][:1] << slow)
+    observations = kube_runtime.observe(task)
+    assert [o.exists for o in observations] == [True, True]
+    assert len(kube.requests("get", "pods")) >= 2
+
+
+def test_errors_that_persist_are_transient_for_celery_and_refusals_are_permanent(kube, kube_runtime, task):
+    kube.call(lambda k: k["list", k.resource("v1/pods")] << 503)
+    with pytest.raises(TransientRuntimeError):
+        kube_runtime.observe(task)
+    kube.call(lambda k: k["post", k.resource("v1/pods")] << 422)
+    with pytest.raises(RuntimeFailure):
+        kube_runtime.apply(task)
+
+
+@pytest.mark.parametrize(("status", "instance_state", "words"), [
+    (waiting("ErrImagePull", "failed to resolve reference: manifest unknown"), InstanceStatus.FAILED,
+     f"Image {IMAGE} cannot be pulled: manifest unknown — check the tag."),
+    (waiting("CrashLoopBackOff", restarts=3, last={"reason": "OOMKilled", "exitCode": 137}), InstanceStatus.FAILED,
+     "OOMKilled — the instance ran out of memory; raise SKU count."),
+    (waiting("CrashLoopBackOff", restarts=5, last={"reason": "Error", "exitCode": 135}), InstanceStatus.FAILED,
+     "/dev/shm full"),
+    (waiting("ContainerCreating"), InstanceStatus.PENDING, "ContainerCreating"),
+    (running_ready(), InstanceStatus.READY, ""),
+])
+def test_pod_statuses_map_to_instance_states(kube, kube_runtime, task, status, instance_state, words):
+    kube_runtime.apply(task)
+    kube.patch("pods", f"dp-task-{task.pk}-1", {"status": status})
+    second = kube_runtime.observe(task)[1]
+    assert second.status == instance_state and words in second.message
+
+
+def test_observed_failure_fails_the_task_with_the_sentence(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    kube.patch("pods", f"dp-task-{task.pk}-0", {"status": running_ready()})
+    kube.patch("pods", f"dp-task-{task.pk}-1", {"status": waiting("ImagePullBackOff", "Back-off pulling image")})
+    assert operations.observe_task(task.pk) == Status.FAILED
+    task.refresh_from_db()
+    assert task.status_message.startswith("Instance 1 on ")
+    assert f"Image {IMAGE} cannot be pulled" in task.status_message
+    assert list(task.instances.order_by("index").values_list("status", flat=True)) == [InstanceStatus.READY, InstanceStatus.FAILED]
+
+
+def test_every_instance_ready_makes_the_task_running(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    kube.patch("pods", f"dp-task-{task.pk}-0", {"status": running_ready()})
+    assert operations.observe_task(task.pk) == Status.DEPLOYING
+    kube.patch("pods", f"dp-task-{task.pk}-1", {"status": running_ready()})
+    assert operations.observe_task(task.pk) == Status.RUNNING
+
+
+def test_deploy_timeout_fails_the_task(kube, kube_runtime, task, settings):
+    settings.DEPLOY_TIMEOUT_SECONDS = 0
+    kube_runtime.apply(task)
+    assert operations.observe_task(task.pk) == Status.FAILED
+    task.refresh_from_db()
+    assert "did not become ready within 0 seconds" in task.status_message
+
+
+def test_teardown_removes_everything_and_replays(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    kube_runtime.teardown(task)
+    assert kube.objects("pods") == {} and kube.objects("services") == {}
+    kube_runtime.teardown(task)  # 404s are success
+
+
+def test_reconcile_fails_a_task_whose_pod_vanished_and_removes_unknown_workloads(kube, kube_runtime, task, placed):
+    kube_runtime.apply(task)
+    Task.objects.filter(pk=task.pk).update(status=Status.RUNNING)
+    kube.call(lambda k: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", f"dp-task-{task.pk}-1")).delete())
+    ghost = placed(image=IMAGE, endpoint_port=30124)
+    kube_runtime.apply(ghost)
+    Task.objects.filter(pk=ghost.pk).update(status=Status.STOPPED)  # the database no longer holds it
+    done = operations.reconcile()
+    task.refresh_from_db()
+    assert task.status == Status.FAILED and "vanished" in task.status_message
+    assert f"dp-task-{ghost.pk}-0" in done["removed"] and f"dp-task-{ghost.pk}" in done["removed"]
+    assert not any(name.startswith(f"dp-task-{ghost.pk}") for name in kube.objects("pods"))
+    # The failed task no longer holds GPUs: its surviving pod goes in the same pass, its log archived first.
+    assert kube.objects("pods") == {}
+    assert task.instances.get(index=0).log_archived
+
+
+def test_logs_tail_follow_and_archive(kube, kube_runtime, task, settings):
+    settings.LOG_ARCHIVE_BYTES = 20  # the last 20 bytes, from the first line boundary in them
+    kube.call(lambda k: k["get", k.resource("v1/pods"), k.subresource("log")]
+              << k.headers({"Content-Type": "text/plain"}) << b"loading\nserving on 8000\n")
+    kube_runtime.apply(task)
+    instance = task.instances.get(index=0)
+    assert kube_runtime.read_log(instance, tail=1) == "loading\nserving on 8000\n"
+    assert kube.requests("get", "pods")[-1].params["tailLines"] == "1"
+    assert b"".join(kube_runtime.iter_log(instance)) == b"loading\nserving on 8000\n"
+    kube_runtime.archive_logs(task)
+    instance.refresh_from_db()
+    assert instance.log_archived and instance.log_archive == "serving on 8000\n"
+    kube_runtime.teardown(task)
+    kube.call(lambda k: k["get", k.resource("v1/pods"), k.subresource("log")].override << 404)
+    from scheduler.runtimes.logs import instance_log_text
+
+    assert instance_log_text(instance, tail=5) == "serving on 8000\n"
+    assert sys.modules["scheduler.runtimes"].get_runtime() is kube_runtime
