@@ -1,0 +1,85 @@
+"""The pure verdict (ready / failed / neither) and the log fallbacks around the runtimes."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from scheduler.runtimes.base import InstanceObservation
+from scheduler.runtimes.logs import instance_log_text, tail_lines, tail_text
+from scheduler.runtimes.operations import verdict
+from tasks.models import InstanceStatus
+from tasks.states import Status
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+TWO = [(0, "gpu-00", True), (1, "gpu-01", True)]
+
+
+def obs(index, status, message="", exists=True):
+    return InstanceObservation(index=index, status=status, message=message, exists=exists)
+
+
+def judge(observations, *, status=Status.DEPLOYING, instances=TWO, age=10, timeout=900):
+    return verdict(status=status, instances=instances, observations=observations,
+                   deploying_since=NOW - timedelta(seconds=age), now=NOW, timeout_seconds=timeout)
+
+
+def test_ready_only_when_every_instance_is():
+    assert not judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.STARTING)]).ready
+    assert judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.READY)]).ready
+
+
+def test_a_running_task_does_not_become_ready_again():
+    assert not judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.READY)], status=Status.RUNNING).ready
+
+
+def test_a_failed_instance_fails_the_task_naming_it():
+    result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.FAILED, "OOMKilled — raise SKU count.")])
+    assert result.failure == "Instance 1 on gpu-01: OOMKilled — raise SKU count."
+
+
+def test_a_single_instance_failure_reads_as_the_sentence_alone():
+    result = judge([obs(0, InstanceStatus.FAILED, "The process exited with code 3.")], instances=[(0, "local", True)])
+    assert result.failure == "The process exited with code 3."
+
+
+@pytest.mark.parametrize("status", [Status.DEPLOYING, Status.RUNNING])
+def test_an_applied_instance_that_vanished_fails_the_task(status):
+    result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.PENDING, exists=False)], status=status)
+    assert "Instance 1 on gpu-01: The instance vanished from gpu-01" in result.failure
+
+
+def test_an_instance_not_applied_yet_is_only_waiting():
+    result = judge([obs(0, InstanceStatus.PENDING, exists=False)], instances=[(0, "gpu-00", False)])
+    assert result.failure == "" and not result.ready
+
+
+def test_deploy_timeout_fails_with_what_was_awaited():
+    result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.STARTING, "Waiting for the readiness probe.")],
+                   age=901, timeout=900)
+    assert result.failure.startswith("The task did not become ready within 900 seconds")
+    assert result.failure.endswith("Instance 1 on gpu-01: Waiting for the readiness probe.")
+    # The deploy timeout bounds deploying only.
+    assert not judge([obs(0, InstanceStatus.STARTING)], status=Status.RUNNING, instances=[(0, "gpu-00", True)], age=10_000).failure
+
+
+def test_tail_helpers():
+    assert tail_lines("a\nb\nc\n", 2) == "b\nc\n"
+    assert tail_lines("a\nb\n", None) == "a\nb\n"
+    assert tail_lines("a\n", 0) == ""
+    assert tail_text(b"first line\nsecond\n", 10) == "second\n"
+    assert tail_text(b"short\n", 10) == "short\n"
+    assert tail_text("é\n".encode() * 3, 4) == "é\n"
+
+
+@pytest.mark.django_db
+def test_log_text_falls_back_to_the_archive(placed, settings, tmp_path):
+    settings.DEPLOY_RUNTIME = "local"
+    settings.LOCAL_RUNTIME_DIR = tmp_path
+    task = placed(status=Status.FAILED)
+    instance = task.instances.get()
+    instance.log_archive, instance.log_archived = "one\ntwo\nthree\n", True
+    instance.save()
+    assert instance_log_text(instance, tail=2) == "two\nthree\n"
+    instance.log_archive, instance.log_archived = "", False
+    instance.save()
+    assert instance_log_text(instance) == ""  # neither live nor archived: nothing, not an error
