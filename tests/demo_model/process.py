@@ -66,6 +66,33 @@ class DemoModelProcess:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
+    def output(self) -> list[str]:
+        """Every output line so far (without waiting)."""
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return list(self.lines)
+            if line is None:
+                self._lines.put(None)  # keep the end mark for wait_for_line
+                return list(self.lines)
+            self.lines.append(line)
+
+    def requests_logged(self, path) -> int:
+        """How many requests to ``path`` the server has logged so far."""
+        return sum(f" {path} HTTP/" in line for line in self.output())
+
+    def wait_for_requests(self, path, count, *, timeout=5.0):
+        """Wait until the server has logged ``count`` requests to ``path``; fails at the deadline."""
+        seen = 0
+
+        def counted(line):
+            nonlocal seen
+            seen += f" {path} HTTP/" in line
+            return seen >= count
+
+        self.wait_for_line(counted, timeout=timeout)
+
     def wait_for_line(self, predicate, *, timeout=5.0) -> str:
         """The first (new or already seen) output line matching ``predicate``; fails at the deadline."""
         for line in self.lines:

@@ -16,7 +16,7 @@ from evaluations.metrics import summarize
 from tests.demo_model.process import DemoModelProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)
-SLACK_MS = 80  # what a busy two-core test machine may add
+SLACK_MS = 150  # what a busy two-core test machine may add (the lower bounds are exact)
 
 
 def spec_for(server, **overrides):
@@ -46,7 +46,7 @@ def test_metrics_match_the_known_delays(demo_server, endpoint_kind):
     assert_near(result["tpot_ms"]["mean"], 30, slack=15)
     assert_near(result["e2el_ms"]["p50"], 410)
     # 12 requests, 4 at a time: three waves of ~410 ms.
-    assert 1.23 <= outcome.duration <= 1.23 + 0.6
+    assert 1.23 <= outcome.duration <= 1.23 + 1.0
     assert result["request_throughput"] == pytest.approx(12 / outcome.duration)
     assert result["output_throughput"] == pytest.approx(96 / outcome.duration)
 
@@ -90,13 +90,14 @@ def test_unreachable_endpoint_fails_every_request(fast_server):
 
 def test_stops_early_and_keeps_what_finished():
     with DemoModelProcess("--token-delay", "0.1") as server:
-        spec = spec_for(server, request_count=40, concurrency=2, max_tokens=3)
-        answers = iter([True, False])
-        outcome = loadgen.run_load(spec, keep_going=lambda: next(answers, False), check_every=0.5)
+        spec = spec_for(server, request_count=40, concurrency=2, max_tokens=3)  # ~0.2 s each, 2 at a time
+        outcome = loadgen.run_load(
+            spec, keep_going=lambda: server.requests_logged("/v1/completions") < 4, check_every=0.05
+        )
     assert outcome.stopped
-    assert 0.9 <= outcome.duration < 1.6
-    # Each request takes ~0.2 s and two run at once: about ten finished in the second before the stop.
-    assert 4 <= len(outcome.records) <= 12 and all(r.success for r in outcome.records)
+    # Four requests had started, so at least two had finished; the run did not go on to the fortieth.
+    assert 2 <= len(outcome.records) < 10 and all(r.success for r in outcome.records)
+    assert outcome.duration < 40 / 2 * 0.2
 
 
 def test_request_rate_spreads_arrivals():

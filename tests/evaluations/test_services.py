@@ -122,9 +122,10 @@ def test_run_measures_the_demo_model(world, enqueued, demo_server):
     assert evaluation.started_at and evaluation.finished_at
     results = Evaluation.objects.get(pk=evaluation.pk).results
     assert (results["completed"], results["failed"], results["stopped_early"]) == (8, 0, False)
-    assert 200 <= results["ttft_ms"]["p50"] <= 280
-    assert 25 <= results["itl_ms"]["p50"] <= 45
-    assert 410 <= results["e2el_ms"]["p50"] <= 490
+    # The demo server's delays are lower bounds; a busy machine may add a little.
+    assert 200 <= results["ttft_ms"]["p50"] <= 350
+    assert 25 <= results["itl_ms"]["p50"] <= 50
+    assert 410 <= results["e2el_ms"]["p50"] <= 560
     assert len(results["samples_ms"]["e2el"]) == 8
 
 
@@ -186,7 +187,8 @@ def test_a_task_that_stops_mid_way_fails_the_run_and_keeps_what_was_measured(mon
 
         def stop_the_task_once_requests_flow():
             try:
-                server.wait_for_line(lambda line: "POST /v1/completions" in line, timeout=10)
+                # The third request starts only once one has finished (two at a time).
+                server.wait_for_requests("/v1/completions", 3, timeout=10)
                 Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)
             finally:
                 connection.close()
