@@ -75,10 +75,10 @@ class VirtualClusterAdmin(admin.ModelAdmin):
 
 
 def _machines_changed(virtual_cluster):
-    """Machines were added, resized or (un)cordoned: re-examine the VC's queue."""
-    from scheduler.dispatch import schedule_after_commit
+    """Machines were added, resized or (un)cordoned: re-examine the VC's queue now."""
+    from scheduler.services import schedule_virtual_cluster
 
-    schedule_after_commit(virtual_cluster.pk)
+    schedule_virtual_cluster(virtual_cluster_id=virtual_cluster.pk)
 
 
 @admin.register(Node)
@@ -90,8 +90,10 @@ class NodeAdmin(admin.ModelAdmin):
     actions = ["cordon", "uncordon"]
 
     def save_model(self, request, obj, form, change):
+        from scheduler.services import node_changed
+
         super().save_model(request, obj, form, change)
-        _machines_changed(obj.virtual_cluster)
+        node_changed(node=obj)
 
     @admin.action(description=_("Cordon: place nothing new on the selected machines"))
     def cordon(self, request, queryset):

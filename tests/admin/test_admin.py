@@ -1,0 +1,174 @@
+"""Django admin for managers: every page opens, operations are actions, edits go through the shared rules."""
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core import mail
+from django.urls import reverse
+
+from clusters.models import Node
+from scheduler.services import task_start
+from tasks.models import Task
+from tasks.states import Status
+from tests.factories import NodeFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    client.force_login(manager)
+    return client
+
+
+def _start(world, **fields):
+    task = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member, **fields)
+    return task_start(task=task, user=world.member)
+
+
+@pytest.mark.parametrize(
+    "name", ["clusters_project", "clusters_virtualcluster", "clusters_node", "clusters_storage", "tasks_task", "tasks_taskevent"]
+)
+def test_every_changelist_and_add_page_opens_for_a_manager(world, manager_client, name):
+    _start(world)
+    assert manager_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+    add = manager_client.get(reverse(f"admin:{name}_add"))
+    # Tasks are created in the portal and the API; the timeline is read-only.
+    assert add.status_code == (403 if name in ("tasks_task", "tasks_taskevent") else 200)
+
+
+def test_a_model_developer_cannot_use_admin(client, world):
+    client.force_login(world.member)
+    response = client.get(reverse("admin:tasks_task_changelist"))
+    assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_virtual_cluster_list_shows_used_and_schedulable_skus(world, manager_client):
+    _start(world, sku_count=3)
+    response = manager_client.get(reverse("admin:clusters_virtualcluster_changelist"))
+    assert "3 / 16" in response.content.decode()
+
+
+def _action(client, action, tasks, **extra):
+    return client.post(
+        reverse("admin:tasks_task_changelist"),
+        {"action": action, ACTION_CHECKBOX_NAME: [t.pk for t in tasks], **extra},
+        follow=True,
+    )
+
+
+def test_stop_action(world, manager_client):
+    task = _start(world)
+    assert task.status == Status.DEPLOYING
+    _action(manager_client, "stop_tasks", [task])
+    task.refresh_from_db()
+    assert task.status == Status.STOPPED
+    assert task.events.last().actor.is_staff
+
+
+def test_pin_then_force_start_shows_victims_before_killing(world, manager_client, django_capture_on_commit_callbacks):
+    running = _start(world, sku_count=8, name="big-a")
+    other = _start(world, sku_count=8, name="big-b")
+    urgent = _start(world, sku_count=8, name="urgent")
+    assert urgent.status == Status.QUEUED
+
+    response = _action(manager_client, "pin_task", [urgent])
+    assert "Pinned 1 task" in response.content.decode()
+    urgent.refresh_from_db()
+    assert urgent.pinned
+
+    preview = manager_client.post(
+        reverse("admin:tasks_task_changelist"), {"action": "force_start_task", ACTION_CHECKBOX_NAME: [urgent.pk]}
+    )
+    page = preview.content.decode()
+    assert preview.status_code == 200 and "will be killed" in page
+    assert "big-b" in page and "big-a" not in page  # one victim suffices: the most recently started
+    assert Task.objects.get(pk=other.pk).status == Status.DEPLOYING  # nothing killed yet
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _action(manager_client, "force_start_task", [urgent], confirm="yes")
+    statuses = dict(Task.objects.values_list("name", "status"))
+    assert statuses == {"big-a": Status.DEPLOYING, "big-b": Status.KILLED, "urgent": Status.DEPLOYING}
+    assert mail.outbox and "big-b" in mail.outbox[0].subject
+    assert running.pk
+
+
+def test_pin_refused_for_a_second_task_names_the_pinned_one(world, manager_client):
+    _start(world, sku_count=8)
+    _start(world, sku_count=8)
+    first = _start(world, sku_count=8, name="first")
+    second = _start(world, sku_count=8, name="second")
+    _action(manager_client, "pin_task", [first])
+    response = _action(manager_client, "pin_task", [second])
+    assert "“first” is already pinned" in response.content.decode()
+    assert not Task.objects.get(pk=second.pk).pinned
+
+
+def test_manager_actions_hidden_without_the_permissions(client, world):
+    staff = UserFactory(is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "change_task"]))
+    client.force_login(staff)
+    response = client.get(reverse("admin:tasks_task_changelist"))
+    actions = [choice[0] for choice in response.context["action_form"].fields["action"].choices]
+    assert "stop_tasks" in actions
+    assert "pin_task" not in actions and "force_start_task" not in actions
+
+
+def test_admin_edit_uses_the_shared_validation(world, manager_client):
+    task = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member)
+    url = reverse("admin:tasks_task_change", args=[task.pk])
+    form = manager_client.get(url).context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields}
+    data.update({"image": "docker.io/evil/miner:latest", "env": "[]", "command": "[]", "args": "[]",
+                 "virtual_cluster": world.vc.pk, "description": "", "external_port": ""})
+    for prefix in ("mounts", "instances", "events"):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    data = {k: ("" if v is None else v) for k, v in data.items()}
+    response = manager_client.post(url, data)
+    assert response.status_code == 200
+    assert "allowed registry" in str(response.context["adminform"].form.errors["image"])
+    task.refresh_from_db()
+    assert task.image == "registry.example.com/team/model:v1"
+    data["image"] = "registry.example.com/team/model:v2"
+    response = manager_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    task.refresh_from_db()
+    assert task.image == "registry.example.com/team/model:v2"
+    assert task.events.filter(operation="edit").exists()
+
+
+def test_cordon_action_marks_machines(world, manager_client):
+    node = world.nodes[0]
+    manager_client.post(
+        reverse("admin:clusters_node_changelist"), {"action": "cordon", ACTION_CHECKBOX_NAME: [node.pk]}, follow=True
+    )
+    assert not Node.objects.get(pk=node.pk).schedulable
+
+
+def test_adding_a_machine_starts_a_queued_task(world, manager_client):
+    for _ in range(2):
+        _start(world, sku_count=8)
+    waiting = _start(world, sku_count=8)
+    assert waiting.status == Status.QUEUED
+    response = manager_client.post(reverse("admin:clusters_node_add"), {
+        "virtual_cluster": world.vc.pk, "name": "gpu-new", "gpu_type": "NVIDIA-H100", "sku_capacity": 8,
+        "schedulable": "on",
+    })
+    assert response.status_code == 302
+    waiting.refresh_from_db()
+    assert waiting.status == Status.DEPLOYING
+    assert waiting.instances.get().node_name == "gpu-new"
+
+
+def test_uncordoning_a_machine_starts_a_queued_task(world, manager_client):
+    spare = NodeFactory(virtual_cluster=world.vc, name="gpu-spare", schedulable=False)
+    for _ in range(2):
+        _start(world, sku_count=8)
+    waiting = _start(world, sku_count=8)
+    assert waiting.status == Status.QUEUED
+    manager_client.post(
+        reverse("admin:clusters_node_changelist"), {"action": "uncordon", ACTION_CHECKBOX_NAME: [spare.pk]}, follow=True
+    )
+    waiting.refresh_from_db()
+    assert waiting.status == Status.DEPLOYING
