@@ -178,11 +178,11 @@ class TaskForm(forms.Form):
         # The VC's free GPUs and SKU bundle follow the choice (and the SKU count, for the SHM_SIZE hint).
         vc_info = {
             "hx-get": reverse_lazy("portal:vc-info"), "hx-target": "#vc-info",
-            "hx-include": "[name=virtual_cluster],[name=sku_count],[name=replicas]", "hx-trigger": "change",
+            "hx-include": "[name=virtual_cluster],[name=sku_count],[name=replicas]",
         }
-        self.fields["virtual_cluster"].widget.attrs.update(vc_info)
-        self.fields["sku_count"].widget.attrs.update(vc_info)
-        self.fields["replicas"].widget.attrs.update(vc_info)
+        self.fields["virtual_cluster"].widget.attrs.update(vc_info, **{"hx-trigger": "change"})
+        for name in ("sku_count", "replicas"):
+            self.fields[name].widget.attrs.update(vc_info, **{"hx-trigger": "input changed delay:300ms"})
         self.fields["expose_port"].widget.attrs["data-toggles"] = "port-fields"
 
     def task_data(self):

@@ -8,21 +8,22 @@ from tasks.states import Action, Status
 
 register = template.Library()
 
-# How each operation is offered: a form that posts at once, a confirmation dialog first, or a page.
-_POST, _CONFIRM, _LINK = "post", "confirm", "link"
+# How each operation is offered: a form that posts at once, a dialog first (a confirmation, or the
+# evaluation form), or a page of its own.
+_POST, _DIALOG, _LINK = "post", "dialog", "link"
 _KIND = {
     Action.START: _POST, Action.PIN: _POST, Action.UNPIN: _POST,
-    Action.STOP: _CONFIRM, Action.FORCE_START: _CONFIRM, Action.DELETE: _CONFIRM,
-    Action.COPY: _LINK, Action.EDIT: _LINK, Action.EVALUATE: _LINK,
+    Action.STOP: _DIALOG, Action.FORCE_START: _DIALOG, Action.DELETE: _DIALOG, Action.EVALUATE: _DIALOG,
+    Action.COPY: _LINK, Action.EDIT: _LINK,
 }
-_PAGES = {Action.COPY: "portal:task-copy", Action.EDIT: "portal:task-edit"}
+_PAGES = {Action.COPY: "portal:task-copy", Action.EDIT: "portal:task-edit", Action.EVALUATE: "evaluations:create"}
 _DANGER = {Action.STOP, Action.FORCE_START, Action.DELETE}
 
 
-def _link(action, task):
-    if action == Action.EVALUATE:
-        return reverse("portal:task-detail", args=[task.pk]) + "#evaluations"
-    return reverse(_PAGES[action], args=[task.pk])
+def _url(action, task):
+    if action in _PAGES:
+        return reverse(_PAGES[action], args=[task.pk])
+    return reverse("portal:task-operation", args=[task.pk, action])
 
 
 @register.inclusion_tag("portal/_status_badge.html")
@@ -35,10 +36,9 @@ def task_buttons(task, actions, back, compact=False):
     """The operations ``actions`` (from ``tasks.access.allowed_actions``) as buttons, in the state machine's order."""
     buttons = []
     for action in actions:
-        kind = _KIND[action]
-        url = _link(action, task) if kind == _LINK else reverse("portal:task-operation", args=[task.pk, action])
         buttons.append({
-            "action": action, "label": Action(action).label, "kind": kind, "url": url, "danger": action in _DANGER,
+            "action": action, "label": Action(action).label, "kind": _KIND[action], "url": _url(action, task),
+            "danger": action in _DANGER,
         })
     return {"buttons": buttons, "back": back, "task": task, "compact": compact}
 
