@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from kombu import pools as kombu_pools
 
 __all__ = ["LiveStack", "LiveWorker", "free_port", "live_stack", "live_worker", "wait_until"]
 
@@ -115,6 +116,9 @@ def _point_celery_at(app, broker_url, queue):
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+    # kombu keeps its pools in a global registry keyed by the broker: drop the closed ones too, or the
+    # next test on the same broker acquires from a closed pool.
+    kombu_pools.reset()
 
 
 @pytest.fixture
