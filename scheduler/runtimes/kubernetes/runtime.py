@@ -129,6 +129,9 @@ class KubernetesRuntime(Runtime):
             self._call(create, self.namespace, body)
             return None
         except ApiException as exc:
+            if exc.status == 422 and "already allocated" in (exc.body or ""):
+                # The node port is still held by a service being deleted (the previous holder's teardown).
+                raise TransientRuntimeError(f"node port of {body['metadata']['name']} is still allocated") from exc
             if exc.status != 409:
                 raise RuntimeFailure(_("Kubernetes refused %(kind)s %(name)s: %(reason)s") % {
                     "kind": body["kind"], "name": body["metadata"]["name"], "reason": exc.reason,

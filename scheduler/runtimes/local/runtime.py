@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from tasks.models import InstanceStatus, TaskInstance
 
-from ..base import InstanceObservation, Runtime, Workload
+from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
 from .records import ProcessRecord, RecordStore, is_alive, process_start_time
 
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
@@ -40,6 +40,17 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_taken(port):
+    """Whether something listens on ``port`` (any address); TIME_WAIT leftovers do not count."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return True
+        return False
 
 
 def port_open(port, timeout=0.2):
@@ -119,6 +130,9 @@ class LocalRuntime(Runtime):
 
     def _spawn(self, task, instance):
         port = task.endpoint_port if instance.index == 0 and task.endpoint_port else free_port()
+        if port_taken(port):
+            # Most often the previous holder of the port is still being stopped: try again shortly.
+            raise TransientRuntimeError(f"port {port} is still in use")
         command = command_line(task)
         with open(self.store.path(instance.pk, "log"), "ab") as log:
             process = subprocess.Popen(
