@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import wraps
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
@@ -108,6 +109,9 @@ def _task_rows(tasks, user):
 def _list_region(request):
     visible = Task.objects.visible_to(request.user).select_related("project", "virtual_cluster", "owner")
     filterset = TaskFilterSet(request.GET, queryset=visible, request=request)
+    # The shared filters, drawn for people: the statuses as check boxes rather than a multiple select.
+    status = filterset.form.fields["status"]
+    status.widget = forms.CheckboxSelectMultiple(choices=status.choices, attrs={"class": "status-choices"})
     page = Paginator(filterset.qs, 20).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("v", None)
