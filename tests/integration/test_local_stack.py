@@ -11,9 +11,11 @@ import signal
 
 import httpx
 import pytest
+from django.conf import settings
+from django.utils import translation
 
 from scheduler import services
-from scheduler.runtimes.local.records import RecordStore, is_alive
+from scheduler.runtimes.local.records import RecordStore, group_members, is_alive
 from scheduler.runtimes.logs import instance_log_text
 from tasks.models import Task, TaskInstance
 from tasks.states import Status
@@ -80,12 +82,18 @@ def test_start_serve_log_stop_and_the_queue_moves_on(one_gpu, live_stack, live_w
     assert httpx.get(f"{second.endpoint}/health", timeout=10).json() == {"status": "ok"}
 
 
+def in_site_language(text, **params):
+    """``text`` as the worker writes it: translated into the site's language (Chinese by default)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return translation.gettext(text) % params
+
+
 def test_a_command_that_exits_at_once_fails_with_its_last_log_lines(one_gpu, live_stack, live_worker):
     task = new_task(one_gpu, command=["sh", "-c", "echo 'loading weights'; echo 'fatal: /models/qwen is empty' >&2; exit 2"])
     services.task_start(task=task, user=one_gpu[0])
     reach(task, Status.FAILED, live_worker)
     task.refresh_from_db()
-    assert "The process exited with code 2 — check the command and the log." in task.status_message
+    assert in_site_language("The process exited with code %(code)s — check the command and the log.", code=2) in task.status_message
     assert task.status_message.endswith("loading weights\nfatal: /models/qwen is empty")
     assert not TaskInstance.objects.holding().filter(task=task).exists()
     wait_until(lambda: task.instances.get().log_archived, 10)
@@ -116,8 +124,11 @@ def test_a_deploy_lost_with_its_worker_is_applied_again(one_gpu, live_stack, liv
     assert app.control.purge() >= 1  # the deploy message is gone, as with a worker that died holding it
     live_worker.start()
     reach(task, Status.RUNNING, live_worker)
+    # And an instance that dies while running fails its task: the model is killed as by the OOM killer.
     (record,) = records(live_stack, task)
-    os.kill(record.pid, signal.SIGKILL)  # and an instance that dies while running fails its task
+    (model_pid,) = [pid for pid in group_members(record.pid) if pid != record.pid]
+    os.kill(model_pid, signal.SIGKILL)
     reach(task, Status.FAILED, live_worker)
     task.refresh_from_db()
-    assert "killed (SIGKILL)" in task.status_message or "vanished" in task.status_message
+    assert in_site_language("The process was killed (SIGKILL), most likely out of memory — raise SKU count.") in task.status_message
+    wait_until(lambda: not group_members(record.pid), 10)

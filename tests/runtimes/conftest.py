@@ -27,6 +27,15 @@ def place(task, nodes, *, status=Status.DEPLOYING, endpoint_port=None):
     return task
 
 
+@pytest.fixture(autouse=True)
+def english():
+    """Sentences are asserted in their English source form (Chinese is the site's default)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture
 def placed(world):
     """``placed(**task_fields)``: a deploying task of ``world`` with its instances on world's machines."""

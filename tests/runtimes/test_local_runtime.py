@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from scheduler.runtimes.local.records import RecordStore, is_alive, process_start_time
+from scheduler.runtimes.local.records import RecordStore, group_members, is_alive, process_start_time
 from scheduler.runtimes.local.runtime import LocalRuntime
 from tasks.models import InstanceStatus
 from tests.live import free_port, wait_until
@@ -100,13 +100,40 @@ def test_a_restarted_worker_finds_its_processes_and_notices_dead_ones(runtime, p
     assert [o.status for o in restarted.observe(task)] == [InstanceStatus.READY] * 2
     first, second = task.instances.order_by("index")
     os.killpg(runtime.store.load(first.pk).pid, signal.SIGKILL)
-    record = runtime.store.load(second.pk)
-    record.start_time = (record.start_time or 0) + 1  # as if the pid had been reused by another process
-    runtime.store.save(record)
+    real = runtime.store.load(second.pk)
+    # As if the pid now belonged to another process: its start time differs from the recorded one.
+    runtime.store.save(type(real)(**{**real.__dict__, "start_time": real.start_time + 1}))
     dead, reused = wait_until(lambda: (obs := restarted.observe(task))[0].status == InstanceStatus.FAILED and obs, 10)
-    assert "killed (SIGKILL)" in dead.message or "vanished" in dead.message
-    assert reused.status == InstanceStatus.FAILED
+    assert "vanished" in dead.message
+    assert reused.status == InstanceStatus.FAILED and "vanished" in reused.message
+    runtime.store.save(real)
     restarted.teardown(task)
+    assert not group_members(real.pid)
+
+
+def test_a_command_orphaned_by_its_launcher_is_failed_and_still_stopped(runtime, placed):
+    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    runtime.apply(task)
+    observe_until(runtime, task, InstanceStatus.READY)
+    record = runtime.store.load(task.instances.get().pk)
+    command_pids = [pid for pid in group_members(record.pid) if pid != record.pid]
+    assert len(command_pids) == 1
+    os.kill(record.pid, signal.SIGKILL)  # the launcher dies; the model it started keeps serving
+    (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
+    assert "The process vanished" in observation.message
+    runtime.teardown(task)
+    assert group_members(record.pid) == []
+
+
+def test_a_command_killed_by_sigkill_reads_as_out_of_memory(runtime, placed):
+    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    runtime.apply(task)
+    observe_until(runtime, task, InstanceStatus.READY)
+    record = runtime.store.load(task.instances.get().pk)
+    (command_pid,) = [pid for pid in group_members(record.pid) if pid != record.pid]
+    os.kill(command_pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
+    assert "killed (SIGKILL), most likely out of memory — raise SKU count." in observation.message
 
 
 def test_logs_tail_follow_and_archive(runtime, placed, settings):

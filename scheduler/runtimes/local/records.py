@@ -103,3 +103,34 @@ def is_alive(record):
         return False
     started = process_start_time(record.pid)
     return started is not None and started == record.start_time
+
+
+def group_members(pgid):
+    """Pids of the live processes in process group ``pgid`` (zombies left out)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def group_alive(record):
+    """Whether anything of the instance's process group (launcher and command) still runs.
+
+    The launcher leads the group. While it lives with its recorded start time, the group is ours.
+    Once it is gone, live members of a group with its pid are still ours: the kernel does not hand
+    out a pid that is still a group id. A live process with that pid but another start time means
+    the pid was reused, so our group is empty.
+    """
+    if not record.pid:
+        return False
+    if is_alive(record):
+        return True
+    return process_start_time(record.pid) is None and bool(group_members(record.pid))

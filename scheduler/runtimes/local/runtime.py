@@ -9,8 +9,11 @@ Promises:
   machine cannot share a port. Readiness is checked on each instance's own port.
 - Output goes to a log file per instance; bookkeeping lives in files (``records``), so a worker
   restart finds the processes again and tells a dead pid, or a reused one, from a live one.
-- ``teardown`` sends SIGTERM to each instance's process group, SIGKILL after
-  ``LOCAL_STOP_GRACE_SECONDS``, then forgets the files (archive the logs first).
+- ``teardown`` sends SIGTERM to each instance's process group (the launcher and the command, even
+  when the launcher itself was killed), SIGKILL after ``LOCAL_STOP_GRACE_SECONDS``, then forgets
+  the files (archive the logs first).
+- A port still taken by another process (most often the previous holder of the endpoint port,
+  still being stopped) is a transient error: the deploy is retried shortly.
 """
 
 import os
@@ -28,7 +31,7 @@ from django.utils.translation import gettext as _
 from tasks.models import InstanceStatus, TaskInstance
 
 from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
-from .records import ProcessRecord, RecordStore, is_alive, process_start_time
+from .records import ProcessRecord, RecordStore, group_alive, is_alive, process_start_time
 
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 # What a process gets from the worker's environment; the rest (secrets, DATABASE_URL) stays out.
@@ -196,7 +199,7 @@ class LocalRuntime(Runtime):
     def _remove(self, instance_id):
         with self.store.locked(instance_id):
             record = self.store.load(instance_id)
-            if record is not None and is_alive(record):
+            if record is not None and group_alive(record):
                 self._stop(record)
             self.store.forget(instance_id)
         self._reap()
@@ -207,12 +210,12 @@ class LocalRuntime(Runtime):
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
             self._reap()
-            if not is_alive(record):
+            if not group_alive(record):
                 return
             time.sleep(0.05)
         self._signal(record, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while is_alive(record) and time.monotonic() < deadline:
+        while group_alive(record) and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)
 
