@@ -29,6 +29,18 @@ class EvaluationStatus(models.TextChoices):
 ACTIVE_STATUSES = (EvaluationStatus.PENDING, EvaluationStatus.RUNNING)
 
 
+class FailureReason(models.TextChoices):
+    """Why a run failed; stored as a code so that each reader gets it in their own language."""
+
+    TASK_NOT_RUNNING = "task_not_running", _("The task is no longer running.")
+    TASK_STOPPED = "task_stopped", _(
+        "The task stopped running during the evaluation; these are the figures measured until then."
+    )
+    NO_MODEL = "no_model", _("Could not list the endpoint's models.")
+    NO_SUCCESS = "no_success", _("No request succeeded.")
+    ABANDONED = "abandoned", _("Abandoned: the worker running it went away.")
+
+
 class EndpointKind(models.TextChoices):
     COMPLETIONS = "completions", _("Completions (/v1/completions)")
     CHAT = "chat", _("Chat (/v1/chat/completions)")
@@ -77,7 +89,8 @@ class Evaluation(models.Model):
     status = models.CharField(
         _("status"), max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.PENDING
     )
-    status_message = models.TextField(_("status message"), blank=True)
+    failure_reason = models.CharField(_("failure reason"), max_length=30, choices=FailureReason.choices, blank=True)
+    failure_detail = models.TextField(_("failure detail"), blank=True)  # the endpoint's own words, untranslated
     results = models.JSONField(_("results"), default=dict, blank=True)
 
     objects = EvaluationQuerySet.as_manager()
@@ -96,6 +109,14 @@ class Evaluation(models.Model):
 
     def __str__(self):
         return f"{self.task.name} #{self.pk}"
+
+    @property
+    def status_message(self) -> str:
+        """Why the run failed, in the active language, with the endpoint's error when there is one."""
+        if not self.failure_reason:
+            return ""
+        label = str(self.get_failure_reason_display())
+        return f"{label} {self.failure_detail}" if self.failure_detail else label
 
     @property
     def is_active(self):

@@ -13,7 +13,7 @@ from tasks.states import Action, Status
 
 from . import loadgen
 from .metrics import summarize
-from .models import ACTIVE_STATUSES, Evaluation, EvaluationStatus
+from .models import ACTIVE_STATUSES, Evaluation, EvaluationStatus, FailureReason
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _refuse_if_busy(task):
     now = timezone.now()
     for active in Evaluation.objects.select_for_update().filter(task=task, status__in=ACTIVE_STATUSES):
         if active.is_abandoned(now):
-            _finish(active, EvaluationStatus.FAILED, _("Abandoned: the worker running it went away."))
+            _finish(active, EvaluationStatus.FAILED, FailureReason.ABANDONED)
             continue
         raise OperationRefused(
             _("Evaluation #%(id)s of task “%(task)s” is still %(status)s; wait for it to finish.")
@@ -82,11 +82,12 @@ def _refuse_if_busy(task):
         )
 
 
-def _finish(evaluation, status, message="", results=None):
+def _finish(evaluation, status, reason="", detail="", results=None):
     evaluation.status = status
-    evaluation.status_message = message
+    evaluation.failure_reason = reason
+    evaluation.failure_detail = detail
     evaluation.finished_at = timezone.now()
-    fields = ["status", "status_message", "finished_at"]
+    fields = ["status", "failure_reason", "failure_detail", "finished_at"]
     if results is not None:
         evaluation.results = results
         fields.append("results")
@@ -116,15 +117,14 @@ def evaluation_run(*, evaluation_id) -> Evaluation | None:
     if evaluation is None:
         return None
     if not _task_is_running(evaluation.task_id):
-        _finish(evaluation, EvaluationStatus.FAILED, _("The task is no longer running."))
+        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.TASK_NOT_RUNNING)
         return evaluation
     model = evaluation.model_name
     if not model:
         try:
             model = loadgen.first_model(evaluation.endpoint, timeout=min(evaluation.timeout_seconds, 30.0))
         except loadgen.EndpointError as exc:
-            _finish(evaluation, EvaluationStatus.FAILED,
-                    _("Could not list the endpoint's models: %(error)s") % {"error": exc})
+            _finish(evaluation, EvaluationStatus.FAILED, FailureReason.NO_MODEL, str(exc))
             return evaluation
         evaluation.model_name = model
         evaluation.save(update_fields=["model_name"])
@@ -146,12 +146,11 @@ def evaluation_run(*, evaluation_id) -> Evaluation | None:
     results["sent"] = len(outcome.records)
     results["stopped_early"] = outcome.stopped
     if outcome.stopped or not _task_is_running(evaluation.task_id):
-        message = _("The task stopped running during the evaluation; these are the figures measured until then.")
-        _finish(evaluation, EvaluationStatus.FAILED, message, results)
+        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.TASK_STOPPED, results=results)
     elif results["completed"] == 0:
         first = results["errors"][0] if results["errors"] else ""
-        _finish(evaluation, EvaluationStatus.FAILED, _("No request succeeded: %(error)s") % {"error": first}, results)
+        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.NO_SUCCESS, first, results=results)
     else:
-        _finish(evaluation, EvaluationStatus.SUCCEEDED, "", results)
+        _finish(evaluation, EvaluationStatus.SUCCEEDED, results=results)
     logger.info("evaluation %s of task %s: %s", evaluation.pk, evaluation.task_id, evaluation.status)
     return evaluation

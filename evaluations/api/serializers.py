@@ -18,11 +18,13 @@ class EvaluationSerializer(serializers.ModelSerializer):
     task_name = serializers.CharField(source="task.name", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
+    status_message = serializers.CharField(read_only=True)
 
     class Meta:
         model = Evaluation
         fields = (
             "id", "task", "task_name", "created_by", "created_at", "started_at", "finished_at",
-            *PARAMETER_FIELDS, "endpoint", "task_config", "status", "status_display", "status_message", "results",
+            *PARAMETER_FIELDS, "endpoint", "task_config", "status", "status_display", "failure_reason",
+            "failure_detail", "status_message", "results",
         )
         read_only_fields = fields

@@ -121,10 +121,13 @@ def test_token_timing_follows_the_delays():
                 if line.startswith("data: {"):
                     arrivals.append(time.perf_counter() - started)
     assert len(arrivals) == 6
-    assert 0.3 <= arrivals[0] < 0.3 + 0.15
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    assert all(0.02 < gap < 0.12 for gap in gaps), gaps
-    assert 0.3 + 5 * 0.05 <= arrivals[-1] + 0.01 < 0.3 + 5 * 0.05 + 0.15
+    # Token i is due 0.3 + 0.05 i s after the request: never earlier, and not much later on a busy machine
+    # (each is scheduled against the request's start, so one late token does not delay the next ones).
+    for index, arrived in enumerate(arrivals):
+        due = 0.3 + index * 0.05
+        assert due <= arrived < due + 0.25, (index, arrivals)
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    assert 0.03 < gaps[len(gaps) // 2] < 0.08, gaps
 
 
 def test_fail_every_answers_every_nth_completion_with_500():

@@ -141,9 +141,10 @@ def test_polling_answers_204_until_the_status_changes(world, member_client):
     run = Evaluation.objects.create(task=task, status=EvaluationStatus.RUNNING)
     poll = {"headers": {"HX-Request": "true"}}
     assert member_client.get(f"/evaluations/{run.pk}/?status=running", **poll).status_code == 204
-    Evaluation.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED, status_message="The task stopped.")
+    Evaluation.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED, failure_reason="task_stopped")
     partial = member_client.get(f"/evaluations/{run.pk}/?status=running", **poll)
-    assert partial.status_code == 200 and b"The task stopped." in partial.content and b"<html" not in partial.content
+    assert partial.status_code == 200 and b"<html" not in partial.content
+    assert b"The task stopped running during the evaluation" in partial.content
 
 
 def test_comparison_lists_finished_runs_of_visible_tasks(world, member_client):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from evaluations import services
-from evaluations.models import Evaluation, EvaluationStatus
+from evaluations.models import Evaluation, EvaluationStatus, FailureReason
 from evaluations.services import evaluation_create, evaluation_run
 from tasks.exceptions import InvalidTransition, OperationRefused
 from tasks.models import Task
@@ -89,7 +89,7 @@ def test_an_abandoned_run_does_not_block_the_next(world, enqueued):
     )
     evaluation_create(task=task, user=world.member, parameters=PARAMETERS)
     stale.refresh_from_db()
-    assert stale.status == EvaluationStatus.FAILED and "Abandoned" in stale.status_message
+    assert stale.status == EvaluationStatus.FAILED and stale.failure_reason == FailureReason.ABANDONED
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,8 @@ def test_run_fails_when_the_task_stopped_before_it_began(world, enqueued, fast_s
     evaluation = evaluation_create(task=task, user=world.member, parameters=PARAMETERS)
     Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)
     evaluation = evaluation_run(evaluation_id=evaluation.pk)
-    assert evaluation.status == EvaluationStatus.FAILED and "no longer running" in evaluation.status_message
+    assert evaluation.status == EvaluationStatus.FAILED and evaluation.failure_reason == FailureReason.TASK_NOT_RUNNING
+    assert evaluation.status_message == "The task is no longer running."
 
 
 def test_run_fails_when_no_model_can_be_listed(world, enqueued):
@@ -149,7 +150,8 @@ def test_run_fails_when_no_model_can_be_listed(world, enqueued):
     evaluation = evaluation_create(task=task, user=world.member, parameters=PARAMETERS)
     evaluation = evaluation_run(evaluation_id=evaluation.pk)
     assert evaluation.status == EvaluationStatus.FAILED
-    assert "Could not list the endpoint's models" in evaluation.status_message
+    assert evaluation.failure_reason == FailureReason.NO_MODEL
+    assert evaluation.status_message.startswith("Could not list the endpoint's models. ConnectError")
 
 
 def test_failing_requests_are_counted(world, enqueued):
@@ -170,7 +172,8 @@ def test_a_run_where_no_request_succeeds_fails(world, enqueued):
         evaluation = evaluation_run(evaluation_id=evaluation_create(task=task, user=world.member,
                                                                     parameters=params).pk)
     assert evaluation.status == EvaluationStatus.FAILED
-    assert evaluation.status_message.startswith("No request succeeded: HTTP 500")
+    assert evaluation.failure_reason == FailureReason.NO_SUCCESS
+    assert evaluation.status_message.startswith("No request succeeded. HTTP 500: The demo model failed")
     assert evaluation.results["failed"] == 8
 
 
@@ -199,7 +202,7 @@ def test_a_task_that_stops_mid_way_fails_the_run_and_keeps_what_was_measured(mon
         stopper.join()
 
     assert evaluation.status == EvaluationStatus.FAILED
-    assert "stopped running during the evaluation" in evaluation.status_message
+    assert evaluation.failure_reason == FailureReason.TASK_STOPPED
     results = evaluation.results
     assert results["stopped_early"] is True
     assert 0 < results["completed"] < 500 and results["duration_s"] < 5
