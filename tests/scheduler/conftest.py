@@ -6,6 +6,12 @@ from clusters.models import QueuePolicy
 from tests.factories import ManagerFactory, NodeFactory, TaskFactory, UserFactory, VirtualClusterFactory
 
 
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    """Users are made by the dozen here; their password hashing is not what these tests are about."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def sent(monkeypatch):
     """(Celery task name, argument) for every message the services send; sent only once the transaction commits."""
