@@ -3,6 +3,7 @@
 from django import template
 from django.urls import reverse
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from tasks.states import Action, Status
 
@@ -24,6 +25,22 @@ def _url(action, task):
     if action in _PAGES:
         return reverse(_PAGES[action], args=[task.pk])
     return reverse("portal:task-operation", args=[task.pk, action])
+
+
+# Timeline events name what happened: an operation of a user, or what the system observed.
+_EVENTS = {
+    "create": _("Create"), "deploy": _("Placed"), "place": _("Placed"), "enqueue": _("Queued"),
+    "ready": _("Ready"), "fail": _("Failed"), "kill": _("Killed"),
+}
+
+
+@register.filter
+def event_label(operation):
+    if operation in _EVENTS:
+        return _EVENTS[operation]
+    if operation in Action.values:
+        return Action(operation).label
+    return operation
 
 
 @register.inclusion_tag("portal/_status_badge.html")
