@@ -1,0 +1,162 @@
+"""``python manage.py bench_scheduler``: time the scheduling pass on a synthetic cluster in the configured database.
+
+Builds machines (filled by running tasks, leaving one-SKU holes on about a third of them), virtual
+clusters of both queue policies (every fifth with a pinned head) and a queue of mixed-size tasks
+that the holes cannot take, so every pass decides over the whole queue and the timed passes are
+alike. Prints one JSON line:
+
+- ``pass_seconds``: ``schedule_all`` over every benchmark VC (lock, read, decide), median of ``--repeat``;
+- ``queries``: the SQL queries of one such pass;
+- ``placement_seconds``: the pure decision alone (``plan_queue`` over every VC), median;
+- ``select_seconds``: a plain read of the same rows (VCs, machines, held instances, queued tasks), median;
+- ``ratio_to_select``: ``pass_seconds / select_seconds``.
+
+Everything happens in one transaction that is rolled back at the end: nothing is left behind, and no
+deploy work can be sent (it would only be sent after a commit).
+"""
+
+import json
+import random
+import statistics
+import time
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from clusters.models import Node, Project, QueuePolicy, VirtualCluster
+from scheduler.queues import plan_queue
+from scheduler.selectors import CLUSTER_FIELDS, cluster_states
+from scheduler.services import schedule_all
+from tasks.models import Task, TaskInstance
+from tasks.states import HOLDING, Status
+
+HOLDER_SIZES = (1, 2, 4, 8)
+QUEUED_SIZES = (2, 2, 4, 4, 8)  # larger than any hole: the queue waits, fragmented or for capacity
+QUEUED_REPLICAS = (1, 1, 1, 2)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+class Command(BaseCommand):
+    help = "Time a full scheduling pass on a synthetic cluster and print one JSON line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--nodes", type=int, default=1000)
+        parser.add_argument("--vcs", type=int, default=50)
+        parser.add_argument("--queued", type=int, default=10_000)
+        parser.add_argument("--sku-capacity", type=int, default=8)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--repeat", type=int, default=5, help="timed runs of each measure; the median is printed")
+
+    def handle(self, *args, **options):
+        if options["vcs"] < 1 or options["nodes"] < options["vcs"] or options["sku_capacity"] < 2:
+            raise CommandError("Need at least one VC, a machine per VC and machines of 2 SKUs or more.")
+        result = {}
+        try:
+            with transaction.atomic():
+                vc_ids = self._build(random.Random(options["seed"]), **options)
+                result = self._measure(vc_ids, options["repeat"])
+                result = {"nodes": options["nodes"], "vcs": options["vcs"], "queued": options["queued"], **result}
+                raise _RolledBack
+        except _RolledBack:
+            pass
+        self.stdout.write(json.dumps(result))
+
+    def _build(self, rng, *, nodes, vcs, queued, sku_capacity, seed, **_options):
+        tag = f"bench-{seed}-{time.time_ns()}"
+        owner = get_user_model().objects.create(username=tag[:150])
+        project = Project.objects.create(name=tag)
+        policies = (QueuePolicy.STRICT_FIFO, QueuePolicy.BEST_EFFORT_FIFO)
+        clusters = VirtualCluster.objects.bulk_create(
+            VirtualCluster(name=f"{tag}-vc-{i:03d}", gpu_type="NVIDIA-H100", queue_policy=policies[i % 2])
+            for i in range(vcs)
+        )
+        machines = Node.objects.bulk_create(
+            Node(
+                virtual_cluster=clusters[i % vcs], name=f"{tag}-node-{i:05d}", gpu_type="NVIDIA-H100",
+                sku_capacity=sku_capacity,
+            )
+            for i in range(nodes)
+        )
+        task_fields = {"project": project, "owner": owner, "image": "registry.example.com/bench/model:1", "expose_port": False}
+        now = timezone.now()
+        holders, layout = [], []
+        for machine in machines:
+            room = sku_capacity - (1 if rng.random() < 1 / 3 else 0)
+            while room:
+                size = rng.choice([s for s in HOLDER_SIZES if s <= room])
+                room -= size
+                holders.append(Task(
+                    name=f"held-{len(holders)}", virtual_cluster_id=machine.virtual_cluster_id, sku_count=size,
+                    status=Status.RUNNING, started_at=now, **task_fields,
+                ))
+                layout.append(machine)
+        holders = Task.objects.bulk_create(holders, batch_size=2000)
+        used = {}
+        instances = []
+        for task, machine in zip(holders, layout):
+            first = used.get(machine.pk, 0)
+            used[machine.pk] = first + task.sku_count
+            instances.append(TaskInstance(
+                task=task, index=0, node=machine, node_name=machine.name, gpu_type=machine.gpu_type,
+                sku_count=task.sku_count, gpu_count=task.sku_count, gpu_indices=list(range(first, first + task.sku_count)),
+            ))
+        TaskInstance.objects.bulk_create(instances, batch_size=2000)
+        waiting = []
+        for i in range(queued):
+            waiting.append(Task(
+                name=f"queued-{i}", virtual_cluster=clusters[i % vcs], sku_count=rng.choice(QUEUED_SIZES),
+                replicas=rng.choice(QUEUED_REPLICAS), status=Status.QUEUED,
+                queued_at=now + timedelta(microseconds=i), pinned=i < vcs and i % 5 == 0, **task_fields,
+            ))
+        Task.objects.bulk_create(waiting, batch_size=2000)
+        return [vc.pk for vc in clusters]
+
+    def _measure(self, vc_ids, repeat):
+        def timed(func):
+            runs = []
+            for _run in range(repeat):
+                started = time.perf_counter()
+                func()
+                runs.append(time.perf_counter() - started)
+            return statistics.median(runs)
+
+        placed = schedule_all(virtual_cluster_ids=vc_ids)
+        if placed:
+            raise CommandError(f"The synthetic queue was meant to wait, but {len(placed)} tasks were placed.")
+        with CaptureQueriesContext(connection) as context:
+            schedule_all(virtual_cluster_ids=vc_ids)
+        queries = len(context.captured_queries)
+        pass_seconds = timed(lambda: schedule_all(virtual_cluster_ids=vc_ids))
+
+        states = list(cluster_states(VirtualCluster.objects.filter(pk__in=vc_ids).values(*CLUSTER_FIELDS)).values())
+        placement_seconds = timed(lambda: [
+            plan_queue(machines=s.machines, queue=s.queue, policy=s.queue_policy) for s in states
+        ])
+
+        def select():
+            list(VirtualCluster.objects.filter(pk__in=vc_ids).values_list(*CLUSTER_FIELDS))
+            list(Node.objects.filter(virtual_cluster_id__in=vc_ids).values_list(
+                "id", "name", "virtual_cluster_id", "sku_capacity", "schedulable", "gpu_type"
+            ))
+            list(TaskInstance.objects.filter(task__status__in=HOLDING, task__virtual_cluster_id__in=vc_ids).values_list(
+                "node_id", "sku_count"
+            ))
+            list(Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=vc_ids).values_list(
+                "id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id"
+            ))
+
+        select_seconds = timed(select)
+        return {
+            "pass_seconds": round(pass_seconds, 4),
+            "queries": queries,
+            "placement_seconds": round(placement_seconds, 4),
+            "select_seconds": round(select_seconds, 4),
+            "ratio_to_select": round(pass_seconds / select_seconds, 2),
+        }
