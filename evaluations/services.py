@@ -52,10 +52,7 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
     evaluation.full_clean(exclude=["task", "created_by"], validate_constraints=False)
     with transaction.atomic():
         task = Task.objects.select_for_update().select_related("virtual_cluster").get(pk=task.pk)
-        check_action(task=task, user=user, action=Action.EVALUATE)
-        if not task.endpoint:
-            raise OperationRefused(_("Task “%(task)s” has no endpoint to evaluate: it exposes no port.")
-                                   % {"task": task.name})
+        evaluation_check(task=task, user=user)
         _refuse_if_busy(task)
         evaluation.task = task
         evaluation.endpoint = task.endpoint
@@ -68,6 +65,15 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
                                    % {"task": task.name}) from exc
         transaction.on_commit(lambda: run_evaluation.delay(evaluation.pk))
     return evaluation
+
+
+def evaluation_check(*, task, user):
+    """Raise (PermissionDenied, InvalidTransition, OperationRefused) unless ``user`` may evaluate ``task`` in
+    its current state: it must be running with an endpoint. Whether a run is under way is checked on start."""
+    check_action(task=task, user=user, action=Action.EVALUATE)
+    if not task.endpoint:
+        raise OperationRefused(_("Task “%(task)s” has no endpoint to evaluate: it exposes no port.")
+                               % {"task": task.name})
 
 
 def _refuse_if_busy(task):

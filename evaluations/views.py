@@ -17,7 +17,7 @@ from .forms import EvaluationForm
 from .metrics import LATENCY_METRICS
 from .models import Evaluation
 from .selectors import comparison_rows
-from .services import evaluation_create
+from .services import evaluation_check, evaluation_create
 
 METRIC_LABELS = {
     "ttft": gettext_lazy("Time to first token"),
@@ -27,11 +27,23 @@ METRIC_LABELS = {
 }
 
 
+def _refusal_text(refused):
+    return str(getattr(refused, "message", None) or refused)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def evaluation_create_view(request, task_id):
     """GET: the evaluate form (a dialog fragment for htmx); POST: start the run and show it."""
     task = get_object_or_404(Task.objects.visible_to(request.user).select_related("virtual_cluster"), pk=task_id)
+    if request.method == "GET":
+        try:
+            evaluation_check(task=task, user=request.user)
+        except (OperationRefused, PermissionDenied) as refused:
+            context = {"task": task, "refused": _refusal_text(refused)}
+            if request.htmx:  # htmx swaps only 2xx answers into the dialog
+                return render(request, "evaluations/_refused.html", context)
+            return render(request, "evaluations/refused.html", context, status=409)
     form = EvaluationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         parameters = {name: form.cleaned_data[name] for name in form.Meta.fields}
@@ -40,7 +52,7 @@ def evaluation_create_view(request, task_id):
         except ValidationError as error:
             form.add_error(None, error)
         except (OperationRefused, PermissionDenied) as refused:
-            messages.error(request, getattr(refused, "message", None) or str(refused))
+            messages.error(request, _refusal_text(refused))
             return redirect("portal:task-detail", task.pk)
         else:
             messages.success(request, _("Evaluation of “%(task)s” started.") % {"task": task.name})

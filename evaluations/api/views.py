@@ -25,6 +25,7 @@ REFUSED = OpenApiResponse(description=_("The task is not running, has no endpoin
 )
 class TaskEvaluationList(generics.ListCreateAPIView):
     serializer_class = EvaluationSerializer
+    queryset = Evaluation.objects.none()  # for the schema; get_queryset scopes to the task
 
     def get_task(self):
         return get_object_or_404(Task.objects.visible_to(self.request.user), pk=self.kwargs["task_id"])

@@ -1,7 +1,8 @@
 """Evaluations on the live stack: a Celery worker on Redis runs them against a task the local runtime
 started (the demo model server), and a developer evaluates a running task in a real browser.
 
-Run: ``NODEPORT_RANGE=31800-32199 LIVE_REDIS_URL=redis://127.0.0.1:6379/3 python -m pytest tests/evaluations/test_live.py``.
+Run: ``NODEPORT_RANGE=31800-32199 LIVE_REDIS_URL=redis://127.0.0.1:6379/3 \
+python -m pytest tests/evaluations/test_live.py``.
 """
 
 import sys
@@ -128,7 +129,7 @@ def test_a_developer_evaluates_a_running_task_and_compares_it(live_celery, brows
     page.goto(f"/tasks/{task.pk}/")
     panel = page.locator("#evaluations")
     expect(panel).to_contain_text("No evaluation yet")
-    panel.locator("[data-action=evaluate]").click()
+    page.locator("#task-live [data-action=evaluate]").click()  # the task's operations, from the state table
     dialog = page.locator("#modal")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text(task.endpoint)

@@ -65,16 +65,27 @@ def test_histogram_chart_bars_fit_the_plot():
         assert chart.plot_top - 0.01 <= bar.y and bar.y + bar.height <= chart.plot_bottom + 0.01
 
 
-def test_task_panel_offers_evaluate_only_for_a_running_task_with_endpoint(world, rf):
-    running = running_task(world, port=31999)
-    finished_run(running)
-    html = render_to_string("evaluations/_task_panel.html", {"task": running, "user": world.member})
-    assert 'data-action="evaluate"' in html and f'href="/evaluations/tasks/{running.pk}/new/"' in html
-    assert html.count("data-evaluation=") == 1
+def test_task_panel_lists_the_latest_runs(world):
+    task = running_task(world, port=31999)
+    assert "No evaluation yet" in render_to_string("evaluations/_task_panel.html", {"task": task})
+    runs = [finished_run(task) for _ in range(7)]
+    html = render_to_string("evaluations/_task_panel.html", {"task": task, "user": world.member})
+    listed = re.findall(r'<tr data-evaluation="(\d+)"', html)
+    assert listed == [str(run.pk) for run in reversed(runs)][:5]  # the latest five, latest first
+    assert f'href="/evaluations/?task={task.pk}"' in html
 
-    stopped = running_task(world, port=None, status=Status.STOPPED, name="stopped")
-    html = render_to_string("evaluations/_task_panel.html", {"task": stopped, "user": world.member})
-    assert 'data-action="evaluate"' not in html
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [({"status": Status.STOPPED}, "Cannot evaluate"), ({"expose_port": False, "port": None}, "no endpoint")],
+)
+def test_evaluate_dialog_explains_a_refusal(world, member_client, fields, reason):
+    task = running_task(world, **{"port": 31999, **fields})
+    dialog = member_client.get(f"/evaluations/tasks/{task.pk}/new/", headers={"HX-Request": "true"})
+    assert dialog.status_code == 200 and reason in dialog.content.decode()
+    assert b'name="concurrency"' not in dialog.content
+    page = member_client.get(f"/evaluations/tasks/{task.pk}/new/")
+    assert page.status_code == 409 and reason in page.content.decode()
 
 
 def test_evaluate_form_as_dialog_and_page(world, member_client):
