@@ -108,17 +108,19 @@ class LiveStack:
 
 
 def _point_celery_at(app, broker_url, queue):
-    app.conf.broker_url = broker_url
-    app.conf.task_default_queue = queue
-    app.conf.task_always_eager = False
-    # Drop connections made for the previous broker; the next send opens one to the new broker.
+    """Send this process's Celery messages to ``broker_url``, on ``queue``; verified, not hoped."""
+    # Celery reads CELERY_BROKER_URL from the environment first, and the Django-namespaced keys
+    # before the plain ones: set all of them.
+    os.environ["CELERY_BROKER_URL"] = broker_url
+    app.conf.update(CELERY_BROKER_URL=broker_url, broker_url=broker_url,
+                    CELERY_TASK_DEFAULT_QUEUE=queue, task_default_queue=queue, task_always_eager=False)
+    # Drop connections made for the previous broker, and the AMQP helper that cached the previous
+    # default queue (in its task sender): the next send builds both anew from the configuration.
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None
-    app.amqp._producer_pool = None
-    # kombu keeps its pools in a global registry keyed by the broker: drop the closed ones too, or the
-    # next test on the same broker acquires from a closed pool.
-    kombu_pools.reset()
+    app.__dict__.pop("amqp", None)
+    assert (app.conf.broker_url, app.amqp.default_queue.name) == (broker_url, queue)
 
 
 @pytest.fixture
@@ -128,12 +130,17 @@ def live_stack(tmp_path, settings):
 
     stack = LiveStack(tmp_path)
     before = (app.conf.broker_url, app.conf.task_default_queue)
+    environ_before = os.environ.get("CELERY_BROKER_URL")
     settings.DEPLOY_RUNTIME = "local"
     settings.LOCAL_RUNTIME_DIR = stack.runtime_dir
     settings.LOCAL_STOP_GRACE_SECONDS = 3
     _point_celery_at(app, REDIS_URL, stack.queue)
     yield stack
     _point_celery_at(app, *before)
+    if environ_before is None:
+        os.environ.pop("CELERY_BROKER_URL", None)
+    else:
+        os.environ["CELERY_BROKER_URL"] = environ_before
 
 
 class LiveWorker:

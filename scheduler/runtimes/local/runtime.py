@@ -121,17 +121,18 @@ class LocalRuntime(Runtime):
 
     # -- apply -------------------------------------------------------------------------
     def apply(self, task):
+        called_at = time.time()  # kept on each record as ``applied_at`` (what bench_runtime measures)
         self.store.ensure()
         for instance in task.instances.order_by("index"):
             with self.store.locked(instance.pk):
                 record = self.store.load(instance.pk)
                 if record is None:
-                    record = self._spawn(task, instance)
+                    record = self._spawn(task, instance, called_at)
             if instance.handle != str(record.pid):
                 TaskInstance.objects.filter(pk=instance.pk).update(handle=str(record.pid))
                 instance.handle = str(record.pid)
 
-    def _spawn(self, task, instance):
+    def _spawn(self, task, instance, called_at):
         port = task.endpoint_port if instance.index == 0 and task.endpoint_port else free_port()
         if port_taken(port):
             # Most often the previous holder of the port is still being stopped: try again shortly.
@@ -146,7 +147,7 @@ class LocalRuntime(Runtime):
         self._children[instance.pk] = process
         record = ProcessRecord(
             task_id=task.pk, instance_id=instance.pk, index=instance.index, port=port, pid=process.pid,
-            start_time=process_start_time(process.pid), applied_at=time.time(), command=command,
+            start_time=process_start_time(process.pid), applied_at=called_at, command=command,
         )
         self.store.save(record)
         return record
