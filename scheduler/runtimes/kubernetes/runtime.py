@@ -240,6 +240,10 @@ class KubernetesRuntime(Runtime):
         else:
             self._delete(self.core.delete_namespaced_pod, workload.handle)
 
+    def nodes(self):
+        """Every node of the cluster, as API JSON (for ``import_nodes``)."""
+        return [self._json(node) for node in self._call(self.core.list_node).items]
+
     # -- logs --------------------------------------------------------------------------
     def _log(self, instance, **kwargs):
         name = instance.handle or pod_name(instance.task_id, instance.index)
