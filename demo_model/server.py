@@ -34,6 +34,8 @@ class DemoModelServer(ThreadingHTTPServer):
     """Holds the config and the request counters the handler threads share."""
 
     daemon_threads = True
+    # A load test opens many connections at once; the stdlib's backlog of 5 would drop some SYNs (1 s retries).
+    request_queue_size = 256
 
     def __init__(self, address, config: ServerConfig):
         super().__init__(address, DemoModelHandler)

@@ -5,6 +5,7 @@ caller's ``keep_going`` (on the caller's thread, so it may use the database) whe
 """
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -114,54 +115,79 @@ def _http_error_text(response, body: bytes) -> str:
     return f"HTTP {response.status_code}: {message}"[:ERROR_TEXT_LIMIT]
 
 
-async def send_request(client: httpx.AsyncClient, spec: LoadSpec, prompt: str) -> RequestRecord:
-    """One streaming request, timed: TTFT at the first chunk with text, ITL between text chunks.
+class StreamTiming:
+    """The token arrival times of one streamed answer, fed its SSE lines one by one.
 
-    Output tokens come from the final ``usage`` chunk when the server sends one, else from the chunks counted.
+    TTFT is taken at the first chunk that carries text (a chat answer's role-only first chunk is not a
+    token), ITL between consecutive text chunks; output tokens come from the final ``usage`` chunk when the
+    server sends one, else from the chunks counted.
     """
-    chat = spec.endpoint_kind == "chat"
+
+    def __init__(self, started, *, chat):
+        self.started = started
+        self.chat = chat
+        self.ttft = None
+        self.itl = []
+        self.chunks = 0
+        self.usage_tokens = None
+        self._last = started
+
+    def feed(self, line) -> bool:
+        """Take one line; False once the stream says ``[DONE]``. Raises ValueError for an error in the stream."""
+        line = line.strip()
+        if not line.startswith("data:"):
+            return True  # blank separators and SSE comments (pings)
+        data = line.removeprefix("data:").strip()
+        if data == "[DONE]":
+            return False
+        now = time.perf_counter()
+        payload = json.loads(data)
+        if payload.get("error"):
+            raise ValueError(f"error in stream: {payload['error'].get('message', payload['error'])}")
+        if _chunk_text(payload, self.chat):
+            if self.ttft is None:
+                self.ttft = now - self.started
+            else:
+                self.itl.append(now - self._last)
+            self._last = now
+            self.chunks += 1
+        if payload.get("usage"):
+            self.usage_tokens = payload["usage"].get("completion_tokens")
+        return True
+
+    def record(self, latency) -> RequestRecord:
+        if self.ttft is None:
+            return RequestRecord(success=False, latency=latency, error="the response carried no tokens")
+        output_tokens = self.usage_tokens if self.usage_tokens is not None else self.chunks
+        return RequestRecord(success=True, latency=latency, ttft=self.ttft, itl=tuple(self.itl),
+                             output_tokens=output_tokens)
+
+
+async def send_request(client: httpx.AsyncClient, spec: LoadSpec, prompt: str) -> RequestRecord:
+    """One streaming request, timed (see StreamTiming); any failure is a record with its error text.
+
+    The whole request, not each read, is bounded by ``spec.timeout``.
+    """
     url = spec.base_url.rstrip("/") + endpoint_path(spec.endpoint_kind)
     started = time.perf_counter()
-    ttft, itl, chunks, usage_tokens = None, [], 0, None
-    last = started
+    timing = StreamTiming(started, chat=spec.endpoint_kind == "chat")
     try:
         async with asyncio.timeout(spec.timeout):
             async with client.stream("POST", url, json=request_body(spec, prompt)) as response:
                 if response.status_code != 200:
                     error = _http_error_text(response, await response.aread())
                     return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
-                async for line in response.aiter_lines():
-                    line = line.strip()
-                    if not line.startswith("data:"):
-                        continue  # blank separators and SSE comments (pings)
-                    data = line.removeprefix("data:").strip()
-                    if data == "[DONE]":
-                        break
-                    now = time.perf_counter()
-                    payload = json.loads(data)
-                    if payload.get("error"):
-                        message = payload["error"].get("message", payload["error"])
-                        raise ValueError(f"error in stream: {message}")
-                    if _chunk_text(payload, chat):
-                        if ttft is None:
-                            ttft = now - started
-                        else:
-                            itl.append(now - last)
-                        last = now
-                        chunks += 1
-                    if payload.get("usage"):
-                        usage_tokens = payload["usage"].get("completion_tokens")
+                async with contextlib.aclosing(response.aiter_lines()) as lines:
+                    async for line in lines:
+                        if not timing.feed(line):
+                            break
     except TimeoutError:
         error = f"timed out after {spec.timeout:g} s"
         return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
     except (httpx.HTTPError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
         return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
-    latency = time.perf_counter() - started
-    if ttft is None:
-        return RequestRecord(success=False, latency=latency, error="the response carried no tokens")
-    output_tokens = usage_tokens if usage_tokens is not None else chunks
-    return RequestRecord(success=True, latency=latency, ttft=ttft, itl=tuple(itl), output_tokens=output_tokens)
+    return timing.record(time.perf_counter() - started)
 
 
 async def generate_load(spec: LoadSpec, stop: asyncio.Event) -> LoadResult:
@@ -211,6 +237,7 @@ def run_load(spec: LoadSpec, *, keep_going=lambda: True, check_every=1.0) -> Loa
         except BaseException as exc:  # handed back to the caller's thread below
             outcome["error"] = exc
         finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     worker = threading.Thread(target=target, name="evaluation-load", daemon=True)

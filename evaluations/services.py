@@ -51,7 +51,7 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
     evaluation = Evaluation(task=task, created_by=user, **parameters)
     evaluation.full_clean(exclude=["task", "created_by"], validate_constraints=False)
     with transaction.atomic():
-        task = Task.objects.select_for_update().select_related("virtual_cluster").get(pk=task.pk)
+        task = Task.objects.select_for_update(of=("self",)).select_related("virtual_cluster").get(pk=task.pk)
         evaluation_check(task=task, user=user)
         _refuse_if_busy(task)
         evaluation.task = task
