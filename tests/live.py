@@ -35,7 +35,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from kombu import pools as kombu_pools
 
@@ -112,13 +111,21 @@ def _point_celery_at(app, broker_url, queue):
     # Celery reads CELERY_BROKER_URL from the environment first, and the Django-namespaced keys
     # before the plain ones: set all of them.
     os.environ["CELERY_BROKER_URL"] = broker_url
-    app.conf.update(CELERY_BROKER_URL=broker_url, broker_url=broker_url,
-                    CELERY_TASK_DEFAULT_QUEUE=queue, task_default_queue=queue, task_always_eager=False)
+    app.conf.update(
+        CELERY_BROKER_URL=broker_url,
+        broker_url=broker_url,
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+        task_default_queue=queue,
+        task_always_eager=False,
+    )
     # Drop connections made for the previous broker, and the AMQP helper that cached the previous
     # default queue (in its task sender): the next send builds both anew from the configuration.
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None
+    # kombu keeps its pools in a global registry keyed by the broker: drop the closed ones too, or the
+    # next live test on the same broker acquires from a closed pool ("Acquire on closed pool").
+    kombu_pools.reset()
     app.__dict__.pop("amqp", None)
     assert (app.conf.broker_url, app.amqp.default_queue.name) == (broker_url, queue)
 
@@ -154,14 +161,35 @@ class LiveWorker:
     def start(self, timeout=30):
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "deploy_portal", "worker", "--pool=solo", "-B",
-             "--loglevel=INFO", "-Q", self.stack.queue, "-n", f"{self.stack.queue}@%h",
-             "-s", str(self.stack.root / "beat-schedule")],
-            cwd=REPO, env=self.stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "deploy_portal",
+                "worker",
+                "--pool=solo",
+                "-B",
+                "--loglevel=INFO",
+                "-Q",
+                self.stack.queue,
+                "-n",
+                f"{self.stack.queue}@%h",
+                "-s",
+                str(self.stack.root / "beat-schedule"),
+            ],
+            cwd=REPO,
+            env=self.stack.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
-        wait_until(lambda: self.process.poll() is not None or " ready." in self.log(), timeout,
-                   message=lambda: self.log()[-3000:])
+        wait_until(
+            lambda: self.process.poll() is not None or " ready." in self.log(),
+            timeout,
+            message=lambda: self.log()[-3000:],
+        )
         if self.process.poll() is not None:
             pytest.fail(f"the Celery worker exited at start:\n{self.log()[-3000:]}")
         return self
