@@ -49,7 +49,7 @@ class PageTemplateWidget(forms.Widget):
     """A widget drawn by one of the portal's templates (the form renderer only looks in the apps)."""
 
     def _render(self, template_name, context, renderer=None):
-        return mark_safe(render_to_string(template_name, context))  # noqa: S308 - our own template, autoescaped
+        return mark_safe(render_to_string(template_name, context))  # our own template, autoescaped
 
 
 class EnvRowsWidget(PageTemplateWidget):

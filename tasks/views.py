@@ -75,21 +75,22 @@ def live_response(request, **region):
     return HttpResponse(html)
 
 
+def _queue_region(request):
+    return {
+        "template": "portal/_queue.html", "context": {"clusters": selectors.queue_status(user=request.user)},
+        "url": reverse("portal:queue"), "element_id": "queue-status",
+    }
+
+
 def queue_region(request):
     """SPEC's queue status for every VC the user may see (the sidebar under the navigation)."""
-    return live_region(
-        request, template="portal/_queue.html", context={"clusters": selectors.queue_status(user=request.user)},
-        url=reverse("portal:queue"), element_id="queue-status",
-    )[1]
+    return live_region(request, **_queue_region(request))[1]
 
 
 @require_GET
 @login_required
 def queue_status(request):
-    return live_response(
-        request, template="portal/_queue.html", context={"clusters": selectors.queue_status(user=request.user)},
-        url=reverse("portal:queue"), element_id="queue-status",
-    )
+    return live_response(request, **_queue_region(request))
 
 
 # --- the task list -----------------------------------------------------------------------------

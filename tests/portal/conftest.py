@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from tests.factories import PASSWORD
+from tests.live import live_stack, live_worker  # noqa: F401 - the live stack's fixtures, for the browser tests
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from tasks.models import InstanceStatus, Task, TaskInstance
 from tasks.services import event_record, task_create
 from tasks.states import Status
 from tests.factories import (
-    ManagerFactory, NodeFactory, ProjectFactory, StorageFactory, UserFactory, VirtualClusterFactory, task_data,
+    ManagerFactory,
+    NodeFactory,
+    ProjectFactory,
+    StorageFactory,
+    UserFactory,
+    VirtualClusterFactory,
+    task_data,
 )
 
 SERVING_LOG = """\

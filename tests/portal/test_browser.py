@@ -4,6 +4,7 @@ Run: ``NODEPORT_RANGE=31400-31799 LIVE_REDIS_URL=redis://127.0.0.1:6379/2 python
 """
 
 import sys
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -12,8 +13,14 @@ from scheduler.services import task_start
 from tasks.models import Task
 from tasks.services import task_create
 from tasks.states import Status
-from tests.factories import ManagerFactory, ProjectFactory, UserFactory, make_world, task_data
-from tests.live import free_port, live_stack, live_worker, wait_until  # noqa: F401 - fixtures
+from tests.factories import (
+    ManagerFactory,
+    ProjectFactory,
+    UserFactory,
+    make_world,
+    task_data,
+)
+from tests.live import free_port, wait_until
 
 from .conftest import log_in
 
@@ -92,7 +99,7 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
     expect(log).to_contain_text("GET /v1/models")
     with page.expect_download() as download:
         page.locator(".log-head a[download]").first.click()
-    assert "serving demo-llm" in open(download.value.path(), encoding="utf-8").read()
+    assert "serving demo-llm" in Path(download.value.path()).read_text(encoding="utf-8")
 
     # Copy: the same form, filled, with task type and project locked.
     page.click("text=Task details")
@@ -121,7 +128,7 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
 def test_a_manager_pins_and_force_starts_and_a_stranger_sees_nothing(browser_context, live_worker):
     world = make_world(nodes=1, sku_capacity=2)  # one machine, room for one task
     manager = ManagerFactory(username="lixiao")
-    config = dict(command=DEMO_MODEL.split(), sku_count=2, env=[], mounts=[])
+    config = {"command": DEMO_MODEL.split(), "sku_count": 2, "env": [], "mounts": []}
     holder = task_create(user=world.member, data=task_data(world, name="holder", **config))
     task_start(task=holder, user=world.member)
     wait_until(lambda: Task.objects.get(pk=holder.pk).status == Status.RUNNING, timeout=60)

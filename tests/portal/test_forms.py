@@ -9,7 +9,13 @@ from clusters.models import Project
 from tasks.models import Task, TaskMount
 from tasks.services import task_create
 from tasks.states import Status
-from tests.factories import ProjectFactory, StorageFactory, TaskFactory, VirtualClusterFactory, task_data
+from tests.factories import (
+    ProjectFactory,
+    StorageFactory,
+    TaskFactory,
+    VirtualClusterFactory,
+    task_data,
+)
 
 from .conftest import form_data
 

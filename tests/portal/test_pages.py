@@ -10,7 +10,13 @@ from scheduler.selectors import queue_info_for
 from tasks.models import InstanceStatus, TaskInstance
 from tasks.services import task_create
 from tasks.states import Status
-from tests.factories import PASSWORD, ProjectFactory, TaskFactory, UserFactory, task_data
+from tests.factories import (
+    PASSWORD,
+    ProjectFactory,
+    TaskFactory,
+    UserFactory,
+    task_data,
+)
 
 LIST = reverse("portal:task-list")
 
@@ -52,7 +58,7 @@ def test_the_list_shows_badges_and_only_the_operations_the_state_allows(member_c
     html = response.content.decode()
     assertContains(response, 'class="badge badge-not_deployed"')
     assertContains(response, 'class="badge badge-running"')
-    row = lambda task: html.split(f'data-task="{task.pk}"')[1].split("</tr>")[0]  # noqa: E731
+    row = lambda task: html.split(f'data-task="{task.pk}"')[1].split("</tr>")[0]
     assert 'data-action="start"' in row(idle) and 'data-action="stop"' not in row(idle)
     assert 'data-action="stop"' in row(running) and 'data-action="start"' not in row(running)
     assert 'data-action="evaluate"' in row(running)
@@ -127,7 +133,7 @@ def test_a_queued_task_shows_its_position_and_why_it_waits(member_client, world)
     response = member_client.get(reverse("portal:task-detail", args=[task.pk]))
     position, reason = queue_info_for([task])[task.pk]
     assert position == 1 and reason
-    assertContains(response, f'Queue position</span> <strong>1</strong>')
+    assertContains(response, 'Queue position</span> <strong>1</strong>')
     assertContains(response, f'<p class="reason">{escape(reason)}</p>')
 
 
