@@ -105,3 +105,13 @@ def test_summary_invariants(records, duration):
     if completed:
         low, high = min(r.latency for r in completed), max(r.latency for r in completed)
         assert low * 1000 - 1e-6 <= result["e2el_ms"]["p50"] <= high * 1000 + 1e-6
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=200), st.integers(min_value=1, max_value=50))
+def test_histogram_counts_every_value_in_order(values, bins):
+    from evaluations.charts import histogram
+
+    counted = histogram(values, bins)
+    assert sum(count for _, _, count in counted) == len(values)
+    assert all(low <= high for low, high, _ in counted)
+    assert all(a[1] <= b[0] + 1e-6 for a, b in zip(counted, counted[1:], strict=False))
