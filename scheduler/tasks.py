@@ -20,7 +20,7 @@ WATCH_INTERVAL_SECONDS = 0.5
 
 
 def _backoff(retries):
-    return min(60, 2 ** retries)
+    return min(60, 2**retries)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -46,9 +46,13 @@ def deploy_task(self, task_id):
         status = operations.deploy(task_id)
     except TransientRuntimeError as exc:
         if self.request.retries >= self.max_retries:
-            operations.fail(task_id, _("The runtime could not be reached to deploy the task: %(error)s — start it again later.") % {"error": exc})
+            operations.fail(
+                task_id,
+                _("The runtime could not be reached to deploy the task: %(error)s — start it again later.")
+                % {"error": exc},
+            )
             return
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
     except RuntimeFailure as exc:
         operations.fail(task_id, str(exc))
         return
@@ -79,7 +83,7 @@ def teardown_task(self, task_id):
         operations.teardown(task_id)
     except TransientRuntimeError as exc:
         # Past the retries, reconcile removes what is left (workloads of tasks not holding GPUs).
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
     except RuntimeFailure:
         logger.exception("teardown of task %s failed; reconcile will remove what is left", task_id)
 

@@ -31,7 +31,7 @@ def tail_text(data: bytes, limit: int) -> str:
         data = data[-limit:]
         newline = data.find(b"\n")
         if 0 <= newline < len(data) - 1:
-            data = data[newline + 1:]
+            data = data[newline + 1 :]
     return data.decode("utf-8", errors="replace")
 
 
@@ -69,6 +69,7 @@ def archive_instance_log(runtime, instance):
     except LookupError:
         data = b""
     TaskInstance.objects.filter(pk=instance.pk, log_archived=False).update(
-        log_archive=tail_text(data, settings.LOG_ARCHIVE_BYTES), log_archived=True,
+        log_archive=tail_text(data, settings.LOG_ARCHIVE_BYTES),
+        log_archived=True,
         finished_at=instance.finished_at or timezone.now(),
     )

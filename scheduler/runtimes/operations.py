@@ -49,19 +49,29 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
         if obs is not None and obs.failed:
             return Verdict(failure=about(index, node, obs.message))
         if applied and (obs is None or not obs.exists):
-            return Verdict(failure=about(index, node, _(
-                "The instance vanished from %(node)s (its workload was removed or the machine was lost) — start the task again."
-            ) % {"node": node}))
+            return Verdict(
+                failure=about(
+                    index,
+                    node,
+                    _(
+                        "The instance vanished from %(node)s (its workload was removed or the machine was lost) — start the task again."
+                    )
+                    % {"node": node},
+                )
+            )
     if status != Status.DEPLOYING:
         return Verdict()
     if instances and all(seen.get(index) is not None and seen[index].ready for index, _node, _applied in instances):
         return Verdict(ready=True)
     if deploying_since is not None and now - deploying_since > timedelta(seconds=timeout_seconds):
         waiting = [
-            about(index, node, seen[index].message) for index, node, _applied in instances
+            about(index, node, seen[index].message)
+            for index, node, _applied in instances
             if seen.get(index) is not None and not seen[index].ready and seen[index].message
         ]
-        sentence = _("The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly.") % {
+        sentence = _(
+            "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
+        ) % {
             "seconds": timeout_seconds,
         }
         return Verdict(failure=" ".join([sentence, *waiting]))
@@ -93,11 +103,18 @@ def _deploying_since(task):
 
 
 def _holding(task_id):
-    return Task.objects.select_related("virtual_cluster").filter(pk=task_id, status__in=(Status.DEPLOYING, Status.RUNNING)).first()
+    return (
+        Task.objects.select_related("virtual_cluster")
+        .filter(pk=task_id, status__in=(Status.DEPLOYING, Status.RUNNING))
+        .first()
+    )
 
 
 def observe_task(task_id):
-    """Observe a holding task once and act on the verdict; answers the task's status afterwards (None if not holding)."""
+    """Observe a holding task once and act on the verdict.
+
+    Answers the task's status afterwards, or None when it does not hold GPUs (nothing to observe).
+    """
     from scheduler import services
 
     task = _holding(task_id)
@@ -107,8 +124,12 @@ def observe_task(task_id):
     instances_observed(task=task, observations=observations)
     instances = [(i.index, i.node_name, bool(i.handle)) for i in task.instances.order_by("index")]
     result = verdict(
-        status=task.status, instances=instances, observations=observations,
-        deploying_since=_deploying_since(task), now=timezone.now(), timeout_seconds=settings.DEPLOY_TIMEOUT_SECONDS,
+        status=task.status,
+        instances=instances,
+        observations=observations,
+        deploying_since=_deploying_since(task),
+        now=timezone.now(),
+        timeout_seconds=settings.DEPLOY_TIMEOUT_SECONDS,
     )
     if result.failure:
         task = services.task_fail(task_id=task.pk, reason=result.failure) or task

@@ -20,7 +20,7 @@ from scheduler.runtimes.logs import instance_log_text
 from tasks.models import Task, TaskInstance
 from tasks.states import Status
 from tests.factories import NodeFactory, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
-from tests.live import live_stack, live_worker, wait_until  # noqa: F401 - fixtures
+from tests.live import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -38,8 +38,9 @@ def one_gpu(db):
 def new_task(one_gpu, **fields):
     user, project, vc = one_gpu
     fields.setdefault("command", [])
-    return TaskFactory(owner=user, project=project, virtual_cluster=vc, image="local/demo-model:latest",
-                       container_port=8000, **fields)
+    return TaskFactory(
+        owner=user, project=project, virtual_cluster=vc, image="local/demo-model:latest", container_port=8000, **fields
+    )
 
 
 def status_of(task):
@@ -47,8 +48,11 @@ def status_of(task):
 
 
 def reach(task, status, worker, timeout=30):
-    return wait_until(lambda: status_of(task) == status, timeout,
-                      message=lambda: f"task is {status_of(task)}; worker log:\n{worker.log()[-4000:]}")
+    return wait_until(
+        lambda: status_of(task) == status,
+        timeout,
+        message=lambda: f"task is {status_of(task)}; worker log:\n{worker.log()[-4000:]}",
+    )
 
 
 def records(stack, task):
@@ -64,7 +68,9 @@ def test_start_serve_log_stop_and_the_queue_moves_on(one_gpu, live_stack, live_w
 
     reach(first, Status.RUNNING, live_worker)
     first.refresh_from_db()
-    answer = httpx.post(f"{first.endpoint}/v1/completions", json={"model": "demo-llm", "prompt": "hello", "max_tokens": 4}, timeout=10)
+    answer = httpx.post(
+        f"{first.endpoint}/v1/completions", json={"model": "demo-llm", "prompt": "hello", "max_tokens": 4}, timeout=10
+    )
     assert answer.status_code == 200 and answer.json()["choices"][0]["text"]
     instance = first.instances.get()
     assert "serving demo-llm on http://127.0.0.1:" in instance_log_text(instance)
@@ -89,11 +95,16 @@ def in_site_language(text, **params):
 
 
 def test_a_command_that_exits_at_once_fails_with_its_last_log_lines(one_gpu, live_stack, live_worker):
-    task = new_task(one_gpu, command=["sh", "-c", "echo 'loading weights'; echo 'fatal: /models/qwen is empty' >&2; exit 2"])
+    task = new_task(
+        one_gpu, command=["sh", "-c", "echo 'loading weights'; echo 'fatal: /models/qwen is empty' >&2; exit 2"]
+    )
     services.task_start(task=task, user=one_gpu[0])
     reach(task, Status.FAILED, live_worker)
     task.refresh_from_db()
-    assert in_site_language("The process exited with code %(code)s — check the command and the log.", code=2) in task.status_message
+    assert (
+        in_site_language("The process exited with code %(code)s — check the command and the log.", code=2)
+        in task.status_message
+    )
     assert task.status_message.endswith("loading weights\nfatal: /models/qwen is empty")
     assert not TaskInstance.objects.holding().filter(task=task).exists()
     wait_until(lambda: task.instances.get().log_archived, 10)
@@ -102,10 +113,21 @@ def test_a_command_that_exits_at_once_fails_with_its_last_log_lines(one_gpu, liv
 
 def test_a_worker_killed_mid_deploy_never_leaves_the_task_stuck(one_gpu, live_stack, live_worker):
     # The model takes a while to listen: the worker dies after apply, before ready.
-    task = new_task(one_gpu, command=["sh", "-c", 'sleep 2; exec "$0" -m demo_model', os.environ.get("PYTHON", __import__("sys").executable)])
+    task = new_task(
+        one_gpu,
+        command=[
+            "sh",
+            "-c",
+            'sleep 2; exec "$0" -m demo_model',
+            os.environ.get("PYTHON", __import__("sys").executable),
+        ],
+    )
     services.task_start(task=task, user=one_gpu[0])
-    wait_until(lambda: TaskInstance.objects.filter(task=task).exclude(handle="").exists(), 15,
-               message=lambda: live_worker.log()[-3000:])
+    wait_until(
+        lambda: TaskInstance.objects.filter(task=task).exclude(handle="").exists(),
+        15,
+        message=lambda: live_worker.log()[-3000:],
+    )
     live_worker.kill()
     assert status_of(task) == Status.DEPLOYING
     (record,) = records(live_stack, task)
@@ -130,5 +152,8 @@ def test_a_deploy_lost_with_its_worker_is_applied_again(one_gpu, live_stack, liv
     os.kill(model_pid, signal.SIGKILL)
     reach(task, Status.FAILED, live_worker)
     task.refresh_from_db()
-    assert in_site_language("The process was killed (SIGKILL), most likely out of memory — raise SKU count.") in task.status_message
+    assert (
+        in_site_language("The process was killed (SIGKILL), most likely out of memory — raise SKU count.")
+        in task.status_message
+    )
     wait_until(lambda: not group_members(record.pid), 10)

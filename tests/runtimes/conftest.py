@@ -17,8 +17,14 @@ def place(task, nodes, *, status=Status.DEPLOYING, endpoint_port=None):
         first = used.get(node.pk, 0)
         gpus = task.sku_count * vc.sku_gpus
         TaskInstance.objects.create(
-            task=task, index=index, node=node, node_name=node.name, gpu_type=node.gpu_type,
-            sku_count=task.sku_count, gpu_count=gpus, gpu_indices=list(range(first, first + gpus)),
+            task=task,
+            index=index,
+            node=node,
+            node_name=node.name,
+            gpu_type=node.gpu_type,
+            sku_count=task.sku_count,
+            gpu_count=gpus,
+            gpu_indices=list(range(first, first + gpus)),
         )
         used[node.pk] = first + gpus
     task.status = status
@@ -46,8 +52,12 @@ def placed(world):
         fields.setdefault("virtual_cluster", world.vc)
         fields.setdefault("owner", world.member)
         task = TaskFactory(**fields)
-        return place(task, nodes or [world.nodes[i % len(world.nodes)] for i in range(task.replicas)],
-                     status=status, endpoint_port=endpoint_port)
+        return place(
+            task,
+            nodes or [world.nodes[i % len(world.nodes)] for i in range(task.replicas)],
+            status=status,
+            endpoint_port=endpoint_port,
+        )
 
     return make
 
@@ -101,7 +111,8 @@ class KubeMock:
 
         def read(emulator):
             return {
-                name: obj.raw for (resource, ns, name), obj in emulator.objects.items()
+                name: obj.raw
+                for (resource, ns, name), obj in emulator.objects.items()
                 if resource == kmock.resource(f"v1/{plural}") and ns == namespace and not obj.deleted
             }
 
@@ -123,7 +134,8 @@ class KubeMock:
     def requests(self, method=None, plural=None):
         def read(emulator):
             return [
-                request for request in emulator
+                request
+                for request in emulator
                 if (method is None or request.method.value.lower() == method)
                 and (plural is None or (request.resource is not None and request.resource.plural == plural))
             ]
@@ -144,9 +156,8 @@ def kube_runtime(kube, settings):
     """A KubernetesRuntime on the mock: short timeouts and back-off, one image pull secret."""
     from kubernetes import client
 
-    from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
-
     from scheduler import runtimes
+    from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
 
     configuration = client.Configuration()
     configuration.host = kube.url
@@ -155,8 +166,12 @@ def kube_runtime(kube, settings):
     settings.KUBERNETES_NAMESPACE = "deploy-portal"
     settings.DEPLOY_RUNTIME = "kubernetes"
     runtime = KubernetesRuntime(
-        client.ApiClient(configuration), namespace="deploy-portal", image_pull_secrets=["regcred"],
-        request_timeout=0.5, retries=3, backoff=0.01,
+        client.ApiClient(configuration),
+        namespace="deploy-portal",
+        image_pull_secrets=["regcred"],
+        request_timeout=0.5,
+        retries=3,
+        backoff=0.01,
     )
     # get_runtime() answers this one while the test runs.
     runtimes._runtimes[("kubernetes", "deploy-portal")] = runtime

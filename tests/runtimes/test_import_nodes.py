@@ -20,19 +20,29 @@ def node(name, *, vc="h100", gpus="8", ready="True", cordoned=False, product="NV
     if product:
         labels[GPU_LABEL] = product
     return {
-        "apiVersion": "v1", "kind": "Node",
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {"name": name, "labels": labels},
         "spec": {"unschedulable": cordoned},
-        "status": {"allocatable": {"cpu": "192", "nvidia.com/gpu": gpus} if gpus else {"cpu": "64"},
-                   "conditions": [{"type": "Ready", "status": ready}]},
+        "status": {
+            "allocatable": {"cpu": "192", "nvidia.com/gpu": gpus} if gpus else {"cpu": "64"},
+            "conditions": [{"type": "Ready", "status": ready}],
+        },
     }
 
 
 def test_cluster_nodes_reads_labels_gpus_and_readiness():
     found = cluster_nodes(
-        [node("gpu-b"), node("gpu-a", ready="False"), node("gpu-c", cordoned=True), node("cpu-1", gpus=None),
-         node("other", vc=None), node("gpu-d", product=None, gpus="4")],
-        vc_label=VC_LABEL, gpu_label=GPU_LABEL,
+        [
+            node("gpu-b"),
+            node("gpu-a", ready="False"),
+            node("gpu-c", cordoned=True),
+            node("cpu-1", gpus=None),
+            node("other", vc=None),
+            node("gpu-d", product=None, gpus="4"),
+        ],
+        vc_label=VC_LABEL,
+        gpu_label=GPU_LABEL,
     )
     assert found == [
         ClusterNode("gpu-a", "h100", "NVIDIA-H100-80GB-HBM3", 8, False),

@@ -18,7 +18,9 @@ from tasks.states import Status
 pytestmark = [
     pytest.mark.kubernetes,
     pytest.mark.django_db,
-    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a real cluster: set KUBECONFIG to run this suite"),
+    pytest.mark.skipif(
+        not os.environ.get("KUBECONFIG"), reason="needs a real cluster: set KUBECONFIG to run this suite"
+    ),
 ]
 NAMESPACE = os.environ.get("KUBERNETES_TEST_NAMESPACE", "deploy-portal-test")
 IMAGE = os.environ.get("KUBERNETES_TEST_IMAGE", "python:3.12-alpine")
@@ -44,8 +46,10 @@ def cluster(settings):
     core = client.CoreV1Api(api)
     wanted = os.environ.get("KUBERNETES_TEST_NODE")
     gpu_nodes = [
-        n.metadata.name for n in core.list_node().items
-        if int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0 and (not wanted or n.metadata.name == wanted)
+        n.metadata.name
+        for n in core.list_node().items
+        if int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0
+        and (not wanted or n.metadata.name == wanted)
     ]
     if not gpu_nodes:
         pytest.skip("the cluster given by KUBECONFIG has no GPU node to bind instances to")

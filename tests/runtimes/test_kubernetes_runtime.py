@@ -24,9 +24,16 @@ def task(placed, world):
     nfs = world.storage
     nfs.read_only = True
     nfs.save()
-    task = placed(replicas=2, sku_count=2, image=IMAGE, endpoint_port=30123, container_port=8000,
-                  env=[{"name": "SHM_SIZE", "value": "60G"}, {"name": "HF_HOME", "value": "/models"}],
-                  command=["python", "-m", "vllm.entrypoints.openai.api_server"], args=["--port", "8000"])
+    task = placed(
+        replicas=2,
+        sku_count=2,
+        image=IMAGE,
+        endpoint_port=30123,
+        container_port=8000,
+        env=[{"name": "SHM_SIZE", "value": "60G"}, {"name": "HF_HOME", "value": "/models"}],
+        command=["python", "-m", "vllm.entrypoints.openai.api_server"],
+        args=["--port", "8000"],
+    )
     TaskMount.objects.create(task=task, storage=nfs, mount_path="/models")
     cache = StorageFactory(kind="pvc", source="cache-claim")
     TaskMount.objects.create(task=task, storage=cache, mount_path="/cache")
@@ -34,14 +41,24 @@ def task(placed, world):
 
 
 def running_ready():
-    return {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"name": "model", "image": IMAGE, "imageID": "", "ready": True, "restartCount": 0,
-                                   "state": {"running": {}}}]}
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [
+            {"name": "model", "image": IMAGE, "imageID": "", "ready": True, "restartCount": 0, "state": {"running": {}}}
+        ],
+    }
 
 
 def waiting(reason, message="", restarts=0, last=None):
-    status = {"name": "model", "image": IMAGE, "imageID": "", "ready": False, "restartCount": restarts,
-              "state": {"waiting": {"reason": reason, "message": message}}}
+    status = {
+        "name": "model",
+        "image": IMAGE,
+        "imageID": "",
+        "ready": False,
+        "restartCount": restarts,
+        "state": {"waiting": {"reason": reason, "message": message}},
+    }
     if last:
         status["lastState"] = {"terminated": last}
     return {"phase": "Pending" if not restarts else "Running", "containerStatuses": [status]}
@@ -85,7 +102,9 @@ def test_a_stale_pod_of_an_earlier_run_is_replaced(kube, kube_runtime, task):
         kube_runtime.apply(task)
     assert name not in kube.objects("pods")
     kube_runtime.apply(task)  # the Celery retry
-    assert kube.objects("pods")[name]["metadata"]["labels"]["deploy-portal/instance-id"] == str(task.instances.get(index=0).pk)
+    assert kube.objects("pods")[name]["metadata"]["labels"]["deploy-portal/instance-id"] == str(
+        task.instances.get(index=0).pk
+    )
 
 
 def test_server_errors_are_retried(kube, kube_runtime, task):
@@ -121,16 +140,28 @@ def test_errors_that_persist_are_transient_for_celery_and_refusals_are_permanent
         kube_runtime.apply(task)
 
 
-@pytest.mark.parametrize(("status", "instance_state", "words"), [
-    (waiting("ErrImagePull", "failed to resolve reference: manifest unknown"), InstanceStatus.FAILED,
-     f"Image {IMAGE} cannot be pulled: manifest unknown — check the tag."),
-    (waiting("CrashLoopBackOff", restarts=3, last={"reason": "OOMKilled", "exitCode": 137}), InstanceStatus.FAILED,
-     "OOMKilled — the instance ran out of memory; raise SKU count."),
-    (waiting("CrashLoopBackOff", restarts=5, last={"reason": "Error", "exitCode": 135}), InstanceStatus.FAILED,
-     "/dev/shm full"),
-    (waiting("ContainerCreating"), InstanceStatus.PENDING, "ContainerCreating"),
-    (running_ready(), InstanceStatus.READY, ""),
-])
+@pytest.mark.parametrize(
+    ("status", "instance_state", "words"),
+    [
+        (
+            waiting("ErrImagePull", "failed to resolve reference: manifest unknown"),
+            InstanceStatus.FAILED,
+            f"Image {IMAGE} cannot be pulled: manifest unknown — check the tag.",
+        ),
+        (
+            waiting("CrashLoopBackOff", restarts=3, last={"reason": "OOMKilled", "exitCode": 137}),
+            InstanceStatus.FAILED,
+            "OOMKilled — the instance ran out of memory; raise SKU count.",
+        ),
+        (
+            waiting("CrashLoopBackOff", restarts=5, last={"reason": "Error", "exitCode": 135}),
+            InstanceStatus.FAILED,
+            "/dev/shm full",
+        ),
+        (waiting("ContainerCreating"), InstanceStatus.PENDING, "ContainerCreating"),
+        (running_ready(), InstanceStatus.READY, ""),
+    ],
+)
 def test_pod_statuses_map_to_instance_states(kube, kube_runtime, task, status, instance_state, words):
     kube_runtime.apply(task)
     kube.patch("pods", f"dp-task-{task.pk}-1", {"status": status})
@@ -146,7 +177,10 @@ def test_observed_failure_fails_the_task_with_the_sentence(kube, kube_runtime, t
     task.refresh_from_db()
     assert task.status_message.startswith("Instance 1 on ")
     assert f"Image {IMAGE} cannot be pulled" in task.status_message
-    assert list(task.instances.order_by("index").values_list("status", flat=True)) == [InstanceStatus.READY, InstanceStatus.FAILED]
+    assert list(task.instances.order_by("index").values_list("status", flat=True)) == [
+        InstanceStatus.READY,
+        InstanceStatus.FAILED,
+    ]
 
 
 def test_every_instance_ready_makes_the_task_running(kube, kube_runtime, task):
@@ -175,7 +209,9 @@ def test_teardown_removes_everything_and_replays(kube, kube_runtime, task):
 def test_reconcile_fails_a_task_whose_pod_vanished_and_removes_unknown_workloads(kube, kube_runtime, task, placed):
     kube_runtime.apply(task)
     Task.objects.filter(pk=task.pk).update(status=Status.RUNNING)
-    kube.call(lambda k: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", f"dp-task-{task.pk}-1")).delete())
+    kube.call(
+        lambda k: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", f"dp-task-{task.pk}-1")).delete()
+    )
     ghost = placed(image=IMAGE, endpoint_port=30124)
     kube_runtime.apply(ghost)
     Task.objects.filter(pk=ghost.pk).update(status=Status.STOPPED)  # the database no longer holds it
@@ -191,8 +227,13 @@ def test_reconcile_fails_a_task_whose_pod_vanished_and_removes_unknown_workloads
 
 def test_logs_tail_follow_and_archive(kube, kube_runtime, task, settings):
     settings.LOG_ARCHIVE_BYTES = 20  # the last 20 bytes, from the first line boundary in them
-    kube.call(lambda k: k["get", k.resource("v1/pods"), k.subresource("log")]
-              << k.headers({"Content-Type": "text/plain"}) << b"loading\nserving on 8000\n")
+    kube.call(
+        lambda k: (
+            k["get", k.resource("v1/pods"), k.subresource("log")]
+            << k.headers({"Content-Type": "text/plain"})
+            << b"loading\nserving on 8000\n"
+        )
+    )
     kube_runtime.apply(task)
     instance = task.instances.get(index=0)
     assert kube_runtime.read_log(instance, tail=1) == "loading\nserving on 8000\n"

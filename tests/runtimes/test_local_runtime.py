@@ -25,7 +25,9 @@ SERVER = textwrap.dedent("""
     while True:
         s.accept()[0].close()
 """)
-STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring', flush=True); time.sleep(600)"
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring', flush=True); time.sleep(600)"
+)
 
 
 @pytest.fixture
@@ -43,8 +45,14 @@ def observe_until(runtime, task, status, timeout=15):
 
 def test_instances_start_with_env_gpus_and_ports(runtime, placed, world):
     port = free_port()
-    task = placed(replicas=2, sku_count=2, command=[sys.executable, "-c", SERVER],
-                  env=[{"name": "MODEL", "value": "qwen"}], endpoint_port=port, nodes=[world.nodes[0]] * 2)
+    task = placed(
+        replicas=2,
+        sku_count=2,
+        command=[sys.executable, "-c", SERVER],
+        env=[{"name": "MODEL", "value": "qwen"}],
+        endpoint_port=port,
+        nodes=[world.nodes[0]] * 2,
+    )
     runtime.apply(task)
     observations = observe_until(runtime, task, InstanceStatus.READY)
     assert [o.index for o in observations] == [0, 1]
@@ -52,7 +60,10 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world):
     assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "SECRET_KEY": None}
     assert second["CUDA_VISIBLE_DEVICES"] == "2,3" and second["PORT"] != str(port)
     handles = [i.handle for i in task.instances.order_by("index")]
-    assert all(h.isdigit() and is_alive(runtime.store.load(i.pk)) for h, i in zip(handles, task.instances.order_by("index")))
+    assert all(
+        h.isdigit() and is_alive(runtime.store.load(i.pk))
+        for h, i in zip(handles, task.instances.order_by("index"), strict=True)
+    )
 
 
 def test_apply_is_idempotent(runtime, placed):
@@ -65,8 +76,10 @@ def test_apply_is_idempotent(runtime, placed):
 
 
 def test_a_command_that_exits_fails_with_its_last_log_lines(runtime, placed):
-    task = placed(command=["sh", "-c", "echo loading weights; echo 'CUDA error: out of memory' >&2; exit 3"],
-                  endpoint_port=free_port())
+    task = placed(
+        command=["sh", "-c", "echo loading weights; echo 'CUDA error: out of memory' >&2; exit 3"],
+        endpoint_port=free_port(),
+    )
     runtime.apply(task)
     (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
     assert "The process exited with code 3 — check the command and the log." in observation.message
@@ -77,7 +90,10 @@ def test_a_command_that_cannot_run_fails_saying_so(runtime, placed):
     task = placed(command=["/nonexistent/serve"], endpoint_port=free_port())
     runtime.apply(task)
     (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
-    assert "The command cannot be run: /nonexistent/serve: No such file or directory — check the command." in observation.message
+    assert (
+        "The command cannot be run: /nonexistent/serve: No such file or directory — check the command."
+        in observation.message
+    )
 
 
 def test_teardown_terms_then_kills_and_forgets(runtime, placed):
@@ -166,7 +182,9 @@ def test_records_tell_a_reused_pid():
     assert process_start_time(2**22 + 12345) is None
     from scheduler.runtimes.local.records import ProcessRecord
 
-    me = ProcessRecord(task_id=1, instance_id=1, index=0, port=1, pid=os.getpid(), start_time=process_start_time(os.getpid()))
+    me = ProcessRecord(
+        task_id=1, instance_id=1, index=0, port=1, pid=os.getpid(), start_time=process_start_time(os.getpid())
+    )
     assert is_alive(me)
     assert not is_alive(ProcessRecord(**{**me.__dict__, "start_time": me.start_time + 1}))
     assert store.load(1) is None

@@ -4,7 +4,15 @@ import kubernetes_validate
 import pytest
 
 from scheduler.runtimes.kubernetes.manifests import (
-    INDEX_LABEL, INSTANCE_LABEL, TASK_LABEL, InstanceSpec, MountSpec, ServiceSpec, make_pod, make_service, shm_quantity,
+    INDEX_LABEL,
+    INSTANCE_LABEL,
+    TASK_LABEL,
+    InstanceSpec,
+    MountSpec,
+    ServiceSpec,
+    make_pod,
+    make_service,
+    shm_quantity,
 )
 
 # The current minor and the oldest one still commonly run.
@@ -13,14 +21,31 @@ K8S_VERSIONS = ["1.37.0", "1.33.0"]
 
 def spec(**overrides):
     data = dict(
-        task_id=7, instance_id=42, index=1, node_name="gpu-03", image="registry.example.com/llm/vllm:0.6.0",
-        gpus=2, cpus=24, memory_gib=240, env=(("HF_HOME", "/models"), ("SHM_SIZE", "60G")),
-        command=("python", "-m", "vllm.entrypoints.openai.api_server"), args=("--port", "8000"),
-        container_port=8000, shm_size="60G",
+        task_id=7,
+        instance_id=42,
+        index=1,
+        node_name="gpu-03",
+        image="registry.example.com/llm/vllm:0.6.0",
+        gpus=2,
+        cpus=24,
+        memory_gib=240,
+        env=(("HF_HOME", "/models"), ("SHM_SIZE", "60G")),
+        command=("python", "-m", "vllm.entrypoints.openai.api_server"),
+        args=("--port", "8000"),
+        container_port=8000,
+        shm_size="60G",
         mounts=(
-            MountSpec(name="storage-0", kind="nfs", source="nfs.example.com:/exports/models", mount_path="/models", read_only=True),
+            MountSpec(
+                name="storage-0",
+                kind="nfs",
+                source="nfs.example.com:/exports/models",
+                mount_path="/models",
+                read_only=True,
+            ),
             MountSpec(name="storage-1", kind="pvc", source="cache-claim", mount_path="/cache"),
-            MountSpec(name="storage-2", kind="hostPath", source="/data/datasets", mount_path="/datasets", read_only=True),
+            MountSpec(
+                name="storage-2", kind="hostPath", source="/data/datasets", mount_path="/datasets", read_only=True
+            ),
         ),
         image_pull_secrets=("regcred",),
     )
@@ -34,7 +59,10 @@ def container(pod):
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("overrides", [{}, {"command": (), "args": (), "container_port": None, "shm_size": None, "mounts": (), "image_pull_secrets": ()}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"command": (), "args": (), "container_port": None, "shm_size": None, "mounts": (), "image_pull_secrets": ()}],
+)
 def test_pod_is_valid_against_the_schema(version, overrides):
     kubernetes_validate.validate(make_pod(spec(**overrides), namespace="deploy-portal"), version, strict=True)
 
@@ -58,7 +86,9 @@ def test_pod_is_bound_to_its_machine_and_labelled():
     assert pod["metadata"]["labels"][TASK_LABEL] == "7"
     assert pod["metadata"]["labels"][INDEX_LABEL] == "1"
     assert pod["metadata"]["labels"][INSTANCE_LABEL] == "42"
-    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-03"]}]}]
 
 
@@ -105,13 +135,24 @@ def test_service_exposes_the_container_port_on_the_node_port():
     assert service["metadata"]["name"] == "dp-task-7"
     assert service["spec"]["type"] == "NodePort"
     assert service["spec"]["selector"][TASK_LABEL] == "7"
-    assert service["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 8000, "targetPort": 8000, "nodePort": 30123}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "protocol": "TCP", "port": 8000, "targetPort": 8000, "nodePort": 30123}
+    ]
 
 
-@pytest.mark.parametrize(("given", "quantity"), [
-    ("60G", "60G"), ("60g", "60G"), ("60GB", "60G"), ("512Mi", "512Mi"), ("512mi", "512Mi"), ("1.5Gi", "1.5Gi"),
-    ("100k", "100k"), ("4096", "4096"),
-])
+@pytest.mark.parametrize(
+    ("given", "quantity"),
+    [
+        ("60G", "60G"),
+        ("60g", "60G"),
+        ("60GB", "60G"),
+        ("512Mi", "512Mi"),
+        ("512mi", "512Mi"),
+        ("1.5Gi", "1.5Gi"),
+        ("100k", "100k"),
+        ("4096", "4096"),
+    ],
+)
 def test_shm_size_becomes_a_quantity(given, quantity):
     assert shm_quantity(given) == quantity
 

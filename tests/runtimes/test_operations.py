@@ -1,6 +1,6 @@
 """The pure verdict (ready / failed / neither) and the log fallbacks around the runtimes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from scheduler.runtimes.operations import verdict
 from tasks.models import InstanceStatus
 from tasks.states import Status
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TWO = [(0, "gpu-00", True), (1, "gpu-01", True)]
 
 
@@ -19,8 +19,14 @@ def obs(index, status, message="", exists=True):
 
 
 def judge(observations, *, status=Status.DEPLOYING, instances=TWO, age=10, timeout=900):
-    return verdict(status=status, instances=instances, observations=observations,
-                   deploying_since=NOW - timedelta(seconds=age), now=NOW, timeout_seconds=timeout)
+    return verdict(
+        status=status,
+        instances=instances,
+        observations=observations,
+        deploying_since=NOW - timedelta(seconds=age),
+        now=NOW,
+        timeout_seconds=timeout,
+    )
 
 
 def test_ready_only_when_every_instance_is():
@@ -54,12 +60,17 @@ def test_an_instance_not_applied_yet_is_only_waiting():
 
 
 def test_deploy_timeout_fails_with_what_was_awaited():
-    result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.STARTING, "Waiting for the readiness probe.")],
-                   age=901, timeout=900)
+    result = judge(
+        [obs(0, InstanceStatus.READY), obs(1, InstanceStatus.STARTING, "Waiting for the readiness probe.")],
+        age=901,
+        timeout=900,
+    )
     assert result.failure.startswith("The task did not become ready within 900 seconds")
     assert result.failure.endswith("Instance 1 on gpu-01: Waiting for the readiness probe.")
     # The deploy timeout bounds deploying only.
-    assert not judge([obs(0, InstanceStatus.STARTING)], status=Status.RUNNING, instances=[(0, "gpu-00", True)], age=10_000).failure
+    assert not judge(
+        [obs(0, InstanceStatus.STARTING)], status=Status.RUNNING, instances=[(0, "gpu-00", True)], age=10_000
+    ).failure
 
 
 def test_tail_helpers():

@@ -89,9 +89,19 @@ class Command(BaseCommand):
         from scheduler import services
 
         task = Task.objects.create(
-            name=f"bench-{uuid.uuid4().hex[:8]}", project=world["project"], virtual_cluster=world["vc"],
-            image="local/bench:latest", sku_count=1, replicas=1, expose_port=False, owner=world["user"],
-            command=[sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(3600)"],
+            name=f"bench-{uuid.uuid4().hex[:8]}",
+            project=world["project"],
+            virtual_cluster=world["vc"],
+            image="local/bench:latest",
+            sku_count=1,
+            replicas=1,
+            expose_port=False,
+            owner=world["user"],
+            command=[
+                sys.executable,
+                "-c",
+                "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(3600)",
+            ],
         )
         pressed = time.time()
         task = services.task_start(task=task, user=world["user"])
@@ -131,12 +141,33 @@ class Command(BaseCommand):
         }
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "deploy_portal", "worker", "--pool=solo", "-Q", queue,
-                 "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-                cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "deploy_portal",
+                    "worker",
+                    "--pool=solo",
+                    "-Q",
+                    queue,
+                    "-n",
+                    f"{queue}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel=INFO",
+                ],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        self._poll(lambda: process.poll() is not None or " ready." in log_path.read_text(errors="replace"),
-                   timeout, "the Celery worker did not start")
+        self._poll(
+            lambda: process.poll() is not None or " ready." in log_path.read_text(errors="replace"),
+            timeout,
+            "the Celery worker did not start",
+        )
         if process.poll() is not None:
             raise CommandError(f"the Celery worker exited:\n{log_path.read_text(errors='replace')[-2000:]}")
         return process

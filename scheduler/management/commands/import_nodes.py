@@ -24,8 +24,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
         parser.add_argument("--prune", action="store_true", help="cordon machines the cluster no longer reports")
-        parser.add_argument("--create-virtual-clusters", action="store_true",
-                            help="create a VC named by the label when none exists (1 GPU per SKU)")
+        parser.add_argument(
+            "--create-virtual-clusters",
+            action="store_true",
+            help="create a VC named by the label when none exists (1 GPU per SKU)",
+        )
         parser.add_argument("--local", action="store_true", help="import this machine instead of the cluster's nodes")
         parser.add_argument("--virtual-cluster", help="with --local: the VC this machine belongs to")
         parser.add_argument("--name", default=None, help="with --local: the machine's name (default: the host name)")
@@ -40,8 +43,15 @@ class Command(BaseCommand):
 
             gpus = local_gpus()
             gpu_type = gpus[0].name if gpus and gpus[0].name else "local"
-            found = [ClusterNode(name=name or socket.gethostname(), virtual_cluster=virtual_cluster,
-                                 gpu_type=gpu_type, gpus=len(gpus), schedulable=True)]
+            found = [
+                ClusterNode(
+                    name=name or socket.gethostname(),
+                    virtual_cluster=virtual_cluster,
+                    gpu_type=gpu_type,
+                    gpus=len(gpus),
+                    schedulable=True,
+                )
+            ]
         else:
             found = self._cluster_nodes()
         with transaction.atomic():
@@ -65,18 +75,23 @@ class Command(BaseCommand):
         from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
 
         runtime = get_runtime() if settings.DEPLOY_RUNTIME == "kubernetes" else KubernetesRuntime()
-        return cluster_nodes(runtime.nodes(), vc_label=settings.KUBERNETES_VC_LABEL,
-                             gpu_label=settings.KUBERNETES_GPU_PRODUCT_LABEL)
+        return cluster_nodes(
+            runtime.nodes(), vc_label=settings.KUBERNETES_VC_LABEL, gpu_label=settings.KUBERNETES_GPU_PRODUCT_LABEL
+        )
 
     @staticmethod
     def _sync(found, *, prune, create):
         changed, lines = set(), []
-        vcs = {vc.name: vc for vc in VirtualCluster.objects.select_for_update().filter(
-            name__in={n.virtual_cluster for n in found})}
+        vcs = {
+            vc.name: vc
+            for vc in VirtualCluster.objects.select_for_update().filter(name__in={n.virtual_cluster for n in found})
+        }
         for item in found:
             vc = vcs.get(item.virtual_cluster)
             if vc is None and create:
-                vc = vcs[item.virtual_cluster] = VirtualCluster.objects.create(name=item.virtual_cluster, gpu_type=item.gpu_type)
+                vc = vcs[item.virtual_cluster] = VirtualCluster.objects.create(
+                    name=item.virtual_cluster, gpu_type=item.gpu_type
+                )
                 lines.append(f"created virtual cluster {vc.name}")
             if vc is None:
                 lines.append(f"skipped {item.name}: no virtual cluster named {item.virtual_cluster!r}")
@@ -85,8 +100,12 @@ class Command(BaseCommand):
             if capacity < 1:
                 lines.append(f"skipped {item.name}: {item.gpus} GPUs make no SKU of {vc.sku_gpus} GPUs")
                 continue
-            wanted = {"virtual_cluster": vc, "gpu_type": item.gpu_type, "sku_capacity": capacity,
-                      "schedulable": item.schedulable}
+            wanted = {
+                "virtual_cluster": vc,
+                "gpu_type": item.gpu_type,
+                "sku_capacity": capacity,
+                "schedulable": item.schedulable,
+            }
             node = Node.objects.select_for_update().filter(name=item.name).first()
             if node is None:
                 Node.objects.create(name=item.name, **wanted)

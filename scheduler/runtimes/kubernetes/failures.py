@@ -43,11 +43,16 @@ def pull_failure(image, message):
     for needle, detail, hint in PERMANENT_PULL_DETAILS:
         if needle in lowered:
             return True, _("Image %(image)s cannot be pulled: %(detail)s — %(hint)s.") % {
-                "image": image, "detail": detail, "hint": hint,
+                "image": image,
+                "detail": detail,
+                "hint": hint,
             }
     detail = (message or "").strip() or _("the registry did not answer")
-    return False, _("Image %(image)s cannot be pulled: %(detail)s — check the image address and that the registry is reachable.") % {
-        "image": image, "detail": detail,
+    return False, _(
+        "Image %(image)s cannot be pulled: %(detail)s — check the image address and that the registry is reachable."
+    ) % {
+        "image": image,
+        "detail": detail,
     }
 
 
@@ -59,8 +64,12 @@ def termination_failure(terminated, restarts):
         return _("OOMKilled — the instance ran out of memory; raise SKU count.")
     if code == SIGBUS_EXIT:
         return _("/dev/shm full (the process died of a bus error) — set SHM_SIZE larger.")
-    return _("The container keeps crashing (exit code %(code)s, %(reason)s; restarted %(restarts)s times) — check the command and the logs.") % {
-        "code": code, "reason": reason or _("no reason given"), "restarts": restarts,
+    return _(
+        "The container keeps crashing (exit code %(code)s, %(reason)s; restarted %(restarts)s times) — check the command and the logs."
+    ) % {
+        "code": code,
+        "reason": reason or _("no reason given"),
+        "restarts": restarts,
     }
 
 
@@ -86,7 +95,9 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
 
     if status.get("phase") == "Failed" or status.get("reason") in ("Evicted", "NodeLost"):
         detail = status.get("message") or status.get("reason") or _("the pod failed")
-        return failed(_("The instance was stopped by Kubernetes: %(detail)s — start the task again.") % {"detail": detail})
+        return failed(
+            _("The instance was stopped by Kubernetes: %(detail)s — start the task again.") % {"detail": detail}
+        )
 
     state = container.get("state") or {}
     last = (container.get("lastState") or {}).get("terminated") or {}
@@ -98,13 +109,20 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
             return failed(sentence)
         return observed(InstanceStatus.PENDING, sentence)
     if reason == "InvalidImageName":
-        return failed(_("Image name %(image)s is not valid: %(detail)s — fix the image address.") % {
-            "image": image, "detail": waiting.get("message") or reason,
-        })
+        return failed(
+            _("Image name %(image)s is not valid: %(detail)s — fix the image address.")
+            % {
+                "image": image,
+                "detail": waiting.get("message") or reason,
+            }
+        )
     if reason in ("CreateContainerConfigError", "CreateContainerError", "RunContainerError"):
-        return failed(_("The container cannot be created: %(detail)s — check the command, env and storages.") % {
-            "detail": waiting.get("message") or reason,
-        })
+        return failed(
+            _("The container cannot be created: %(detail)s — check the command, env and storages.")
+            % {
+                "detail": waiting.get("message") or reason,
+            }
+        )
     terminated = state.get("terminated") or {}
     if terminated.get("reason") == "OOMKilled" or last.get("reason") == "OOMKilled":
         return failed(termination_failure({"reason": "OOMKilled"}, restarts))
@@ -115,8 +133,12 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         detail = scheduled.get("message") or _event_message(events, {"FailedScheduling"}) or _("no machine fits")
-        since = _parse_time(scheduled.get("lastTransitionTime")) or _parse_time(pod["metadata"].get("creationTimestamp"))
-        sentence = _("The instance cannot be scheduled on its machine: %(detail)s — free GPUs on it or check the machine.") % {"detail": detail}
+        since = _parse_time(scheduled.get("lastTransitionTime")) or _parse_time(
+            pod["metadata"].get("creationTimestamp")
+        )
+        sentence = _(
+            "The instance cannot be scheduled on its machine: %(detail)s — free GPUs on it or check the machine."
+        ) % {"detail": detail}
         if since is not None and (now - since).total_seconds() >= unschedulable_grace:
             return failed(sentence)
         return observed(InstanceStatus.PENDING, sentence)
@@ -127,8 +149,12 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
     if "running" in state:
         return observed(InstanceStatus.STARTING, _("Waiting for the readiness probe."))
     if mount_problem:
-        return observed(InstanceStatus.PENDING, _("A storage cannot be mounted yet: %(detail)s") % {
-            "detail": re.sub(r"\s+", " ", mount_problem)[:500],
-        })
+        return observed(
+            InstanceStatus.PENDING,
+            _("A storage cannot be mounted yet: %(detail)s")
+            % {
+                "detail": re.sub(r"\s+", " ", mount_problem)[:500],
+            },
+        )
     detail = reason or status.get("phase") or "Pending"
     return observed(InstanceStatus.PENDING, _("Starting: %(detail)s.") % {"detail": detail})

@@ -122,10 +122,8 @@ def make_pod(spec: InstanceSpec, *, namespace):
         "env": [{"name": name, "value": value} for name, value in spec.env],
         # GPUs, CPU and memory are all requested and limited: the pod gets Guaranteed QoS.
         "resources": {"limits": dict(resources), "requests": dict(resources)},
-        "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}] + [
-            {"name": mount.name, "mountPath": mount.mount_path, "readOnly": mount.read_only}
-            for mount in spec.mounts
-        ],
+        "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+        + [{"name": mount.name, "mountPath": mount.mount_path, "readOnly": mount.read_only} for mount in spec.mounts],
     }
     if spec.command:
         container["command"] = list(spec.command)
@@ -161,7 +159,11 @@ def make_pod(spec: InstanceSpec, *, namespace):
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": pod_name(spec.task_id, spec.index), "namespace": namespace, "labels": instance_labels(spec)},
+        "metadata": {
+            "name": pod_name(spec.task_id, spec.index),
+            "namespace": namespace,
+            "labels": instance_labels(spec),
+        },
         "spec": pod_spec,
     }
 
@@ -179,9 +181,14 @@ def make_service(spec: ServiceSpec, *, namespace):
         "spec": {
             "type": "NodePort",
             "selector": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id)},
-            "ports": [{
-                "name": "http", "protocol": "TCP", "port": spec.container_port,
-                "targetPort": spec.container_port, "nodePort": spec.node_port,
-            }],
+            "ports": [
+                {
+                    "name": "http",
+                    "protocol": "TCP",
+                    "port": spec.container_port,
+                    "targetPort": spec.container_port,
+                    "nodePort": spec.node_port,
+                }
+            ],
         },
     }

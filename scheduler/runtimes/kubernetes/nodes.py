@@ -34,8 +34,13 @@ def cluster_nodes(nodes, *, vc_label, gpu_label):
         gpus = int(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
         if not vc or gpus <= 0:
             continue
-        found.append(ClusterNode(
-            name=metadata["name"], virtual_cluster=vc, gpu_type=labels.get(gpu_label, "unknown"), gpus=gpus,
-            schedulable=_ready(node) and not (node.get("spec") or {}).get("unschedulable", False),
-        ))
+        found.append(
+            ClusterNode(
+                name=metadata["name"],
+                virtual_cluster=vc,
+                gpu_type=labels.get(gpu_label, "unknown"),
+                gpus=gpus,
+                schedulable=_ready(node) and not (node.get("spec") or {}).get("unschedulable", False),
+            )
+        )
     return sorted(found, key=lambda n: n.name)

@@ -29,8 +29,20 @@ from tasks.models import InstanceStatus, TaskInstance
 from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload
 from .failures import classify_pod
 from .manifests import (
-    CONTAINER, INSTANCE_LABEL, MANAGED_BY, MANAGER, SELECTOR, TASK_LABEL, InstanceSpec, MountSpec, ServiceSpec,
-    make_pod, make_service, pod_name, service_name, task_selector,
+    CONTAINER,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGER,
+    SELECTOR,
+    TASK_LABEL,
+    InstanceSpec,
+    MountSpec,
+    ServiceSpec,
+    make_pod,
+    make_service,
+    pod_name,
+    service_name,
+    task_selector,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,20 +63,33 @@ def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
     """The plain data ``make_pod`` needs for one instance of ``task``."""
     vc = task.virtual_cluster
     return InstanceSpec(
-        task_id=task.pk, instance_id=instance.pk, index=instance.index, node_name=instance.node_name,
-        image=task.image, gpus=instance.gpu_count, cpus=instance.sku_count * vc.sku_cpus,
+        task_id=task.pk,
+        instance_id=instance.pk,
+        index=instance.index,
+        node_name=instance.node_name,
+        image=task.image,
+        gpus=instance.gpu_count,
+        cpus=instance.sku_count * vc.sku_cpus,
         memory_gib=instance.sku_count * vc.sku_memory_gib,
         env=tuple((str(item["name"]), str(item.get("value", ""))) for item in task.env),
-        command=tuple(str(part) for part in task.command), args=tuple(str(part) for part in task.args),
-        container_port=task.container_port, shm_size=task.shm_size, mounts=mounts,
+        command=tuple(str(part) for part in task.command),
+        args=tuple(str(part) for part in task.args),
+        container_port=task.container_port,
+        shm_size=task.shm_size,
+        mounts=mounts,
         image_pull_secrets=tuple(image_pull_secrets),
     )
 
 
 def task_mounts(task):
     return tuple(
-        MountSpec(name=f"storage-{i}", kind=m.storage.kind, source=m.storage.source, mount_path=m.mount_path,
-                  read_only=m.storage.read_only)
+        MountSpec(
+            name=f"storage-{i}",
+            kind=m.storage.kind,
+            source=m.storage.source,
+            mount_path=m.mount_path,
+            read_only=m.storage.read_only,
+        )
         for i, m in enumerate(task.mounts.select_related("storage"))
     )
 
@@ -81,8 +106,17 @@ def _ours(obj, task_id=None):
 class KubernetesRuntime(Runtime):
     name = "kubernetes"
 
-    def __init__(self, api_client=None, *, namespace=None, image_pull_secrets=None, request_timeout=10.0,
-                 retries=4, backoff=0.2, unschedulable_grace=120):
+    def __init__(
+        self,
+        api_client=None,
+        *,
+        namespace=None,
+        image_pull_secrets=None,
+        request_timeout=10.0,
+        retries=4,
+        backoff=0.2,
+        unschedulable_grace=120,
+    ):
         self._api_client = api_client
         self.namespace = namespace or settings.KUBERNETES_NAMESPACE
         self.image_pull_secrets = (
@@ -120,7 +154,7 @@ class KubernetesRuntime(Runtime):
                 error = exc
             logger.warning("Kubernetes API %s failed (%s), attempt %s", method.__name__, error, attempt + 1)
             if attempt < self.retries:
-                time.sleep(self.backoff * 2 ** attempt)
+                time.sleep(self.backoff * 2**attempt)
         raise TransientRuntimeError(str(error)) from error
 
     def _create(self, create, body):
@@ -133,9 +167,14 @@ class KubernetesRuntime(Runtime):
                 # The node port is still held by a service being deleted (the previous holder's teardown).
                 raise TransientRuntimeError(f"node port of {body['metadata']['name']} is still allocated") from exc
             if exc.status != 409:
-                raise RuntimeFailure(_("Kubernetes refused %(kind)s %(name)s: %(reason)s") % {
-                    "kind": body["kind"], "name": body["metadata"]["name"], "reason": exc.reason,
-                }) from exc
+                raise RuntimeFailure(
+                    _("Kubernetes refused %(kind)s %(name)s: %(reason)s")
+                    % {
+                        "kind": body["kind"],
+                        "name": body["metadata"]["name"],
+                        "reason": exc.reason,
+                    }
+                ) from exc
         read = self.core.read_namespaced_pod if body["kind"] == "Pod" else self.core.read_namespaced_service
         try:
             return self._json(self._call(read, body["metadata"]["name"], self.namespace))
@@ -201,10 +240,14 @@ class KubernetesRuntime(Runtime):
         for instance in task.instances.order_by("index"):
             pod = pods.get(str(instance.pk))
             if pod is None:
-                observations.append(InstanceObservation(
-                    index=instance.index, status=InstanceStatus.PENDING, exists=False,
-                    message=_("The pod does not exist."),
-                ))
+                observations.append(
+                    InstanceObservation(
+                        index=instance.index,
+                        status=InstanceStatus.PENDING,
+                        exists=False,
+                        message=_("The pod does not exist."),
+                    )
+                )
                 continue
             observation = classify_pod(pod, (), now=now, unschedulable_grace=self.unschedulable_grace)
             if not observation.ready and not observation.failed:
@@ -225,13 +268,21 @@ class KubernetesRuntime(Runtime):
         found = []
         for pod in self._pods(SELECTOR):
             labels = _labels(pod)
-            found.append(Workload(task_id=int(labels[TASK_LABEL]), instance_id=int(labels[INSTANCE_LABEL]),
-                                  handle=pod["metadata"]["name"]))
+            found.append(
+                Workload(
+                    task_id=int(labels[TASK_LABEL]),
+                    instance_id=int(labels[INSTANCE_LABEL]),
+                    handle=pod["metadata"]["name"],
+                )
+            )
         services = self._call(self.core.list_namespaced_service, self.namespace, label_selector=SELECTOR)
         for service in (self._json(s) for s in services.items):
             if _ours(service):
-                found.append(Workload(task_id=int(_labels(service)[TASK_LABEL]), instance_id=None,
-                                      handle=service["metadata"]["name"]))
+                found.append(
+                    Workload(
+                        task_id=int(_labels(service)[TASK_LABEL]), instance_id=None, handle=service["metadata"]["name"]
+                    )
+                )
         return found
 
     def remove_workload(self, workload):
@@ -266,7 +317,11 @@ class KubernetesRuntime(Runtime):
         name = instance.handle or pod_name(instance.task_id, instance.index)
         try:
             response = self.core.read_namespaced_pod_log(
-                name, self.namespace, container=CONTAINER, follow=True, _preload_content=False,
+                name,
+                self.namespace,
+                container=CONTAINER,
+                follow=True,
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:

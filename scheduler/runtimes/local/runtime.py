@@ -16,6 +16,7 @@ Promises:
   still being stopped) is a transient error: the deploy is retried shortly.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -84,13 +85,15 @@ def command_line(task):
 def process_env(task, instance, port):
     env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
     env.update({str(item["name"]): str(item.get("value", "")) for item in task.env})
-    env.update({
-        "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in instance.gpu_indices),
-        "PORT": str(port),
-        "DEPLOY_TASK_ID": str(task.pk),
-        "DEPLOY_INSTANCE_INDEX": str(instance.index),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in instance.gpu_indices),
+            "PORT": str(port),
+            "DEPLOY_TASK_ID": str(task.pk),
+            "DEPLOY_INSTANCE_INDEX": str(instance.index),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -141,13 +144,23 @@ class LocalRuntime(Runtime):
         with open(self.store.path(instance.pk, "log"), "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, LAUNCHER, str(self.store.path(instance.pk, "exit")), "--", *command],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=process_env(task, instance, port), cwd=settings.BASE_DIR, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=process_env(task, instance, port),
+                cwd=settings.BASE_DIR,
+                start_new_session=True,
             )
         self._children[instance.pk] = process
         record = ProcessRecord(
-            task_id=task.pk, instance_id=instance.pk, index=instance.index, port=port, pid=process.pid,
-            start_time=process_start_time(process.pid), applied_at=called_at, command=command,
+            task_id=task.pk,
+            instance_id=instance.pk,
+            index=instance.index,
+            port=port,
+            pid=process.pid,
+            start_time=process_start_time(process.pid),
+            applied_at=called_at,
+            command=command,
         )
         self.store.save(record)
         return record
@@ -161,14 +174,17 @@ class LocalRuntime(Runtime):
         record = self.store.load(instance.pk)
         if record is None:
             return InstanceObservation(
-                index=instance.index, status=InstanceStatus.PENDING, exists=False,
+                index=instance.index,
+                status=InstanceStatus.PENDING,
+                exists=False,
                 message=_("The process has not been started yet."),
             )
         if is_alive(record):
             if port_open(record.port):
                 return InstanceObservation(index=instance.index, status=InstanceStatus.READY)
             return InstanceObservation(
-                index=instance.index, status=InstanceStatus.STARTING,
+                index=instance.index,
+                status=InstanceStatus.STARTING,
                 message=_("Waiting for the process to listen on port %(port)s.") % {"port": record.port},
             )
         message = exit_sentence(self.store.exit_outcome(instance.pk))
@@ -222,10 +238,8 @@ class LocalRuntime(Runtime):
 
     @staticmethod
     def _signal(record, signum):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(record.pid, signum)
-        except ProcessLookupError:
-            pass
 
     # -- logs --------------------------------------------------------------------------
     def _log_path(self, instance):
