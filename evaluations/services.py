@@ -88,6 +88,18 @@ def _refuse_if_busy(task):
         )
 
 
+def evaluations_fail_abandoned() -> list[int]:
+    """Fail every active run past its longest possible duration (its worker went away); the ids failed."""
+    now = timezone.now()
+    failed = []
+    with transaction.atomic():
+        for evaluation in Evaluation.objects.select_for_update(skip_locked=True).active():
+            if evaluation.is_abandoned(now):
+                _finish(evaluation, EvaluationStatus.FAILED, FailureReason.ABANDONED)
+                failed.append(evaluation.pk)
+    return failed
+
+
 def _finish(evaluation, status, reason="", detail="", results=None):
     evaluation.status = status
     evaluation.failure_reason = reason

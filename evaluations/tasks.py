@@ -9,3 +9,11 @@ def run_evaluation(evaluation_id):
     from .services import evaluation_run
 
     evaluation_run(evaluation_id=evaluation_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, name="evaluations.tasks.fail_abandoned_evaluations")
+def fail_abandoned_evaluations():
+    """Beat's safety net: runs whose worker died would otherwise stay running for ever."""
+    from .services import evaluations_fail_abandoned
+
+    evaluations_fail_abandoned()

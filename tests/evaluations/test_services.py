@@ -92,6 +92,24 @@ def test_an_abandoned_run_does_not_block_the_next(world, enqueued):
     assert stale.status == EvaluationStatus.FAILED and stale.failure_reason == FailureReason.ABANDONED
 
 
+def test_the_safety_net_fails_only_runs_past_their_longest_duration(world):
+    from evaluations.tasks import fail_abandoned_evaluations
+
+    now = timezone.now()
+    params = {"request_count": 10, "concurrency": 5, "timeout_seconds": 30}  # at most 2 × 30 s, + 2 min slack
+    stale = Evaluation.objects.create(task=running_task(world, port=31999), status=EvaluationStatus.RUNNING,
+                                      started_at=now - timedelta(minutes=3), **params)
+    fresh = Evaluation.objects.create(task=running_task(world, port=31998, name="b"), status=EvaluationStatus.RUNNING,
+                                      started_at=now - timedelta(minutes=2), **params)
+    lost = Evaluation.objects.create(task=running_task(world, port=31997, name="c"), **params)
+    Evaluation.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=5))  # never picked up
+
+    fail_abandoned_evaluations.apply()
+
+    statuses = dict(Evaluation.objects.values_list("pk", "failure_reason"))
+    assert statuses == {stale.pk: FailureReason.ABANDONED, fresh.pk: "", lost.pk: FailureReason.ABANDONED}
+
+
 @pytest.mark.parametrize(
     ("parameters", "field"),
     [
