@@ -30,15 +30,29 @@
     return row;
   }
 
+  function shmSizeInput() {
+    let input = null;
+    document.querySelectorAll("[data-rows] input[name$='-name']").forEach((nameInput) => {
+      if (nameInput.value.trim() === "SHM_SIZE") input = nameInput.closest("tr").querySelector("input[name$='-value']");
+    });
+    return input;
+  }
+
   function useShmSize(size) {
     const rows = document.querySelector("[data-rows]");
     if (!rows) return;
-    let input = null;
-    rows.querySelectorAll("input[name$='-name']").forEach((nameInput) => {
-      if (nameInput.value.trim() === "SHM_SIZE") input = nameInput.closest("tr").querySelector("input[name$='-value']");
-    });
-    if (input === null) input = addRow(rows, "SHM_SIZE").querySelector("input[name$='-value']");
+    const input = shmSizeInput() || addRow(rows, "SHM_SIZE").querySelector("input[name$='-value']");
     input.value = size;
+    input.dataset.suggested = "true";
+  }
+
+  // An SHM_SIZE left empty, or still holding an earlier suggestion, follows the chosen VC and SKU count.
+  function followShmSuggestion(info) {
+    const suggestion = info.querySelector("[data-use-shm]");
+    const input = shmSizeInput();
+    if (suggestion && input && (input.value === "" || input.dataset.suggested === "true")) {
+      useShmSize(suggestion.dataset.useShm);
+    }
   }
 
   document.addEventListener("click", (event) => {
@@ -78,9 +92,15 @@
     }
   });
 
-  // Confirmations are fetched into the one dialog of the page, then shown.
+  document.addEventListener("input", (event) => {
+    if (event.target.matches("[data-rows] input[name$='-value']")) delete event.target.dataset.suggested;
+  });
+
   document.addEventListener("htmx:afterSwap", (event) => {
-    if (event.detail.target.id === "modal-body") document.getElementById("modal").showModal();
+    const target = event.detail.target;
+    // Confirmations are fetched into the one dialog of the page, then shown.
+    if (target.id === "modal-body") document.getElementById("modal").showModal();
+    if (target.id === "vc-info") followShmSuggestion(target);
   });
 
   // A log follows while it is scrolled to its end; reading further up stops the following.
