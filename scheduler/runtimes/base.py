@@ -68,8 +68,15 @@ class Runtime(abc.ABC):
         """Create the workloads of the task's instances that do not exist yet; record their handles."""
 
     @abc.abstractmethod
-    def observe(self, task) -> list[InstanceObservation]:
-        """The state of each of the task's instances, in index order."""
+    def observe(self, task, snapshot=None) -> list[InstanceObservation]:
+        """The state of each of the task's instances, in index order.
+
+        ``snapshot`` (from ``snapshot()``) lets one pass over many tasks share one read of the runtime.
+        """
+
+    def snapshot(self):
+        """What ``observe`` needs about every workload, read once (None: each observe reads its own)."""
+        return None
 
     @abc.abstractmethod
     def teardown(self, task) -> None:

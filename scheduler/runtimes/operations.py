@@ -110,17 +110,18 @@ def _holding(task_id):
     )
 
 
-def observe_task(task_id):
+def observe_task(task_id, snapshot=None):
     """Observe a holding task once and act on the verdict.
 
     Answers the task's status afterwards, or None when it does not hold GPUs (nothing to observe).
+    ``snapshot``: the runtime's ``snapshot()``, when a pass over many tasks read it once.
     """
     from scheduler import services
 
     task = _holding(task_id)
     if task is None:
         return None
-    observations = get_runtime().observe(task)
+    observations = get_runtime().observe(task, snapshot=snapshot)
     instances_observed(task=task, observations=observations)
     instances = [(i.index, i.node_name, bool(i.handle)) for i in task.instances.order_by("index")]
     result = verdict(
@@ -181,17 +182,21 @@ def reconcile():
     runtime = get_runtime()
     # Read the workloads before the database: one created after this read has its row committed already.
     workloads = runtime.workloads()
+    snapshot = runtime.snapshot()
     done = {"observed": [], "reapplied": [], "removed": []}
-    for task in Task.objects.filter(status__in=(Status.DEPLOYING, Status.RUNNING)).order_by("pk"):
+    unapplied = set(
+        TaskInstance.objects.filter(task__status=Status.DEPLOYING, handle="").values_list("task_id", flat=True)
+    )
+    for task_id in Task.objects.holding().order_by("pk").values_list("pk", flat=True):
         try:
-            if task.status == Status.DEPLOYING and task.instances.filter(handle="").exists():
-                deploy(task.pk)
-                done["reapplied"].append(task.pk)
+            if task_id in unapplied:
+                deploy(task_id)
+                done["reapplied"].append(task_id)
             else:
-                observe_task(task.pk)
-                done["observed"].append(task.pk)
+                observe_task(task_id, snapshot=snapshot)
+                done["observed"].append(task_id)
         except TransientRuntimeError:
-            logger.warning("reconcile: task %s could not be observed now", task.pk, exc_info=True)
+            logger.warning("reconcile: task %s could not be observed now", task_id, exc_info=True)
     holding_instances = set(TaskInstance.objects.holding().values_list("pk", flat=True))
     holding_tasks = set(Task.objects.holding().values_list("pk", flat=True))
     for workload in workloads:

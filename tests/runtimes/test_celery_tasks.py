@@ -24,7 +24,7 @@ class ScriptedRuntime(Runtime):
         if self.error is not None:
             raise self.error
 
-    def observe(self, task):
+    def observe(self, task, snapshot=None):
         self.calls.append(("observe", task.pk))
         return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in task.instances.all()]
 

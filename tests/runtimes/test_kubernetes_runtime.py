@@ -248,3 +248,17 @@ def test_logs_tail_follow_and_archive(kube, kube_runtime, task, settings):
 
     assert instance_log_text(instance, tail=5) == "serving on 8000\n"
     assert sys.modules["scheduler.runtimes"].get_runtime() is kube_runtime
+
+
+def test_a_reconcile_pass_lists_pods_once_and_a_pod_newer_than_its_snapshot_is_no_vanishing(
+    kube, kube_runtime, task, placed
+):
+    kube_runtime.apply(task)
+    snapshot = kube_runtime.snapshot()
+    later = placed(image=IMAGE, endpoint_port=30125)
+    kube_runtime.apply(later)  # created after the snapshot
+    lists_before = len(kube.requests("get", "pods"))
+    assert [o.exists for o in kube_runtime.observe(task, snapshot=snapshot)] == [True, True]
+    assert len(kube.requests("get", "pods")) == lists_before  # answered from the snapshot
+    assert [o.exists for o in kube_runtime.observe(later, snapshot=snapshot)] == [True]
+    assert len(kube.requests("get", "pods")) == lists_before + 1  # not in the snapshot: read anew

@@ -229,12 +229,27 @@ class KubernetesRuntime(Runtime):
         )
         return [e for e in (self._json(e) for e in events.items) if (e.get("involvedObject") or {}).get("name") == name]
 
-    def observe(self, task):
-        pods = {
+    def snapshot(self):
+        """Every pod of the portal, grouped by task id: one list call for a whole reconcile pass."""
+        grouped = {}
+        for pod in self._pods(SELECTOR):
+            grouped.setdefault(_labels(pod).get(TASK_LABEL), []).append(pod)
+        return grouped
+
+    def _live_pods(self, listed):
+        return {
             _labels(pod).get(INSTANCE_LABEL): pod
-            for pod in self._pods(task_selector(task.pk), task.pk)
+            for pod in listed
             if not (pod.get("metadata") or {}).get("deletionTimestamp")
         }
+
+    def observe(self, task, snapshot=None):
+        wanted = {str(pk) for pk in task.instances.values_list("pk", flat=True)}
+        pods = self._live_pods(snapshot.get(str(task.pk), [])) if snapshot is not None else {}
+        if not wanted <= pods.keys():
+            # Not in the snapshot (or none given): read the task's pods now. A pod created after the
+            # snapshot was taken must not read as vanished.
+            pods = self._live_pods(self._pods(task_selector(task.pk), task.pk))
         now = timezone.now()
         observations = []
         for instance in task.instances.order_by("index"):

@@ -166,7 +166,7 @@ class LocalRuntime(Runtime):
         return record
 
     # -- observe -----------------------------------------------------------------------
-    def observe(self, task):
+    def observe(self, task, snapshot=None):
         self._reap()
         return [self._observe_instance(instance) for instance in task.instances.order_by("index")]
 
