@@ -69,7 +69,8 @@ def test_the_schema_describes_the_operations_bodies_and_errors(schema):
 def test_schema_and_docs_are_served(schema):
     assert schema["openapi"].startswith("3.")
     docs = Client().get("/api/v1/docs/")
-    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+    assert docs.status_code == 200
+    assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content  # no CDN needed
 
 
 @pytest.mark.parametrize("route, methods", [(r, m) for r, m in SPEC_TABLE.items() if "evaluations" not in r])
