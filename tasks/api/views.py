@@ -169,8 +169,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def copy(self, request, pk=None):
         source = self.get_object()
         check_action(task=source, user=request.user, action=Action.COPY)
-        copy = services.task_copy(task=source, user=request.user, overrides=self._input(partial=True))
-        return self._answer(copy, status.HTTP_201_CREATED)
+        new = services.task_copy(task=source, user=request.user, overrides=self._input(partial=True))
+        return self._answer(new, status.HTTP_201_CREATED)
 
     def _page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)

@@ -257,3 +257,32 @@ def test_tasks_of_other_projects_are_not_listed(world, member_api, idle_task):
     names = [t["name"] for t in member_api.get("/api/v1/tasks/").json()["results"]]
 
     assert names == ["idle"]
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/tasks/?search=%00", "/api/v1/tasks/?owner=a%00b", "/api/v1/tasks/?project=abc"]
+)
+def test_unusable_filter_values_answer_400(member_api, url):
+    assert member_api.get(url).status_code == 400
+
+
+def test_ids_beyond_the_database_range_are_simply_missing(member_api):
+    assert member_api.get("/api/v1/tasks/99999999999999999999/").status_code == 404
+    assert member_api.get("/api/v1/instances/99999999999999999999/logs/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"sku_count": 10**30}, "sku_count"),
+        ({"replicas": 10**30}, "replicas"),
+        ({"external_port": 10**30}, "external_port"),
+        ({"name": "x" * 101}, "name"),
+        ({"description": "nul\x00"}, "description"),
+        ({"env": [{"name": "A", "value": "nul\x00"}]}, "env"),
+    ],
+)
+def test_values_the_database_could_not_hold_answer_400(world, member_api, overrides, field):
+    response = member_api.post("/api/v1/tasks/", body(world, **overrides), format="json")
+
+    assert response.status_code == 400 and field in response.json()
