@@ -105,7 +105,9 @@ def test_members_see_no_manager_controls_and_are_refused_by_the_server(member_cl
     response = member_client.get(_detail(task))
     for action in ("pin", "unpin", "force_start"):
         assertNotContains(response, f'data-action="{action}"')
-    assert member_client.post(_op(task, "pin")).status_code == 403
+    refused = member_client.post(_op(task, "pin"))
+    assert refused.status_code == 403
+    assertContains(refused, "Only managers may pin a task.", status_code=403)
     Task.objects.filter(pk=task.pk).update(pinned=True)
     assert member_client.get(_op(task, "force_start")).status_code == 403
     assert member_client.post(_op(task, "force_start")).status_code == 403
