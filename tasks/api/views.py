@@ -10,9 +10,10 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -40,6 +41,16 @@ from .serializers import (
 REFUSED = OpenApiResponse(RefusalSerializer, description=_("The task's state does not allow this now."))
 MANAGERS_ONLY = OpenApiResponse(DETAIL, description=_("Only managers may do this."))
 LOG_CHUNK_BYTES = 64 * 1024
+CREATE_EXAMPLE = OpenApiExample(
+    "A vLLM deployment",
+    request_only=True,
+    value={
+        "name": "qwen-7b", "project": 1, "task_type": "inference", "image": "registry.example.com/llm/vllm:0.6.0",
+        "virtual_cluster": 1, "sku_count": 2, "replicas": 1, "expose_port": True, "container_port": 8000,
+        "external_port": None, "description": "", "env": [{"name": "SHM_SIZE", "value": "60G"}],
+        "mounts": [{"storage": 1, "mount_path": "/models"}], "command": [], "args": ["--model", "/models/qwen-7b"],
+    },
+)
 
 
 def operation_schema(summary, *, managers=False, body=None, answer=TaskSerializer, code=200, methods=None):
@@ -52,7 +63,7 @@ def operation_schema(summary, *, managers=False, body=None, answer=TaskSerialize
 @extend_schema_view(
     list=extend_schema(summary=_("Tasks the user may see")),
     retrieve=extend_schema(summary=_("One task")),
-    create=extend_schema(summary=_("Create a task (not deployed)")),
+    create=extend_schema(summary=_("Create a task (not deployed)"), examples=[CREATE_EXAMPLE]),
     partial_update=extend_schema(
         summary=_("Edit a task's configuration"),
         description=_("Only while the task holds nothing and is not queued."),
@@ -66,6 +77,7 @@ def operation_schema(summary, *, managers=False, body=None, answer=TaskSerialize
 )
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskSerializer
+    parser_classes = [JSONParser]  # env and mounts are lists of objects: forms cannot say them
     filter_backends = [DjangoFilterBackend]
     filterset_class = TaskFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
