@@ -7,6 +7,7 @@ only be later than that (network, scheduling), by a bounded amount.
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -133,7 +134,9 @@ def run_against(handler, **overrides):
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             return await loadgen.send_request(client, spec, "hi")
 
-    return asyncio.run(go())
+    # A loop of its own on a thread of its own: Playwright's sync API may hold a running loop on this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_without_usage_the_token_chunks_are_counted_and_role_chunks_are_not_tokens():
