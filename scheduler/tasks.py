@@ -15,8 +15,14 @@ from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 6
-# How often a deploying task is looked at between apply and ready (the fast path; reconcile is the net).
-WATCH_INTERVAL_SECONDS = 0.5
+# How often a deploying task is looked at between apply and ready (the fast path; reconcile is the
+# net): soon after apply, then less often, so a model that loads for minutes does not hammer the API.
+WATCH_FIRST_SECONDS = 0.5
+WATCH_LONGEST_SECONDS = 5.0
+
+
+def _next_watch(interval):
+    return min(WATCH_LONGEST_SECONDS, interval * 1.5)
 
 
 def _backoff(retries):
@@ -57,12 +63,12 @@ def deploy_task(self, task_id):
         operations.fail(task_id, str(exc))
         return
     if status == "deploying":
-        watch_task.apply_async((task_id,), countdown=WATCH_INTERVAL_SECONDS)
+        watch_task.apply_async((task_id, WATCH_FIRST_SECONDS), countdown=WATCH_FIRST_SECONDS)
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def watch_task(task_id):
-    """Observe a deploying task; look again shortly while it is still deploying."""
+def watch_task(task_id, interval=WATCH_FIRST_SECONDS):
+    """Observe a deploying task; look again (a little later each time) while it is still deploying."""
     from scheduler.runtimes import operations
 
     try:
@@ -71,7 +77,8 @@ def watch_task(task_id):
         logger.warning("watch: task %s could not be observed now", task_id, exc_info=True)
         status = "deploying"
     if status == "deploying":
-        watch_task.apply_async((task_id,), countdown=WATCH_INTERVAL_SECONDS)
+        interval = _next_watch(interval)
+        watch_task.apply_async((task_id, interval), countdown=interval)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)

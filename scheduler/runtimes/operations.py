@@ -167,6 +167,9 @@ def teardown(task_id):
     runtime = get_runtime()
     runtime.archive_logs(task)
     runtime.teardown(task)
+    # The runtime's last word on instances that were not failed already: they are gone now.
+    task.instances.exclude(status=InstanceStatus.FAILED).update(status=InstanceStatus.TERMINATED)
+    task.instances.filter(finished_at__isnull=True).update(finished_at=timezone.now())
 
 
 def reconcile():

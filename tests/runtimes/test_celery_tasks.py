@@ -109,4 +109,14 @@ def test_teardown_leaves_a_task_that_holds_gpus_again(scripted, placed):
     tasks.teardown_task.apply(args=(holding.pk,))
     tasks.teardown_task.apply(args=(stopped.pk,))
     assert runtime.calls == [("teardown", stopped.pk)]
-    assert stopped.instances.get().log_archived
+    gone = stopped.instances.get()
+    assert gone.log_archived and gone.status == InstanceStatus.TERMINATED and gone.finished_at is not None
+    assert holding.instances.get().status == InstanceStatus.PENDING
+
+
+def test_watching_looks_again_less_often_up_to_a_bound():
+    intervals = [tasks.WATCH_FIRST_SECONDS]
+    for _ in range(10):
+        intervals.append(tasks._next_watch(intervals[-1]))
+    assert intervals[:3] == [0.5, 0.75, 1.125]
+    assert intervals == sorted(intervals) and intervals[-1] == tasks.WATCH_LONGEST_SECONDS

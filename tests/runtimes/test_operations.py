@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.runtimes.base import InstanceObservation
-from scheduler.runtimes.logs import instance_log_text, tail_lines, tail_text
+from scheduler.runtimes.logs import instance_log_stream, instance_log_text, tail_lines, tail_text
 from scheduler.runtimes.operations import verdict
 from tasks.models import InstanceStatus
 from tasks.states import Status
@@ -94,3 +94,21 @@ def test_log_text_falls_back_to_the_archive(placed, settings, tmp_path):
     instance.log_archive, instance.log_archived = "", False
     instance.save()
     assert instance_log_text(instance) == ""  # neither live nor archived: nothing, not an error
+
+
+@pytest.mark.django_db
+def test_log_stream_follows_the_live_log_then_the_archive(placed, settings, tmp_path):
+    import sys
+
+    from scheduler.runtimes import get_runtime
+
+    settings.DEPLOY_RUNTIME = "local"
+    settings.LOCAL_RUNTIME_DIR = tmp_path
+    task = placed(command=[sys.executable, "-c", "print('warming up'); print('ready')"], endpoint_port=None)
+    get_runtime().apply(task)
+    instance = task.instances.get()
+    assert b"".join(instance_log_stream(instance)) == b"warming up\nready\n"
+    get_runtime().archive_logs(task)
+    get_runtime().teardown(task)
+    instance.refresh_from_db()
+    assert b"".join(instance_log_stream(instance)) == b"warming up\nready\n"
