@@ -218,3 +218,17 @@ def test_pages_speak_chinese_by_default_and_english_on_request(client, world):
     assertContains(client.get(LIST), "任务列表")
     client.post(reverse("set_language"), {"language": "en", "next": LIST})
     assertContains(client.get(LIST), "Task list")
+
+
+@pytest.mark.django_db
+def test_the_instances_region_changes_with_the_instances(member_client, world):
+    task = _task(world, status=Status.DEPLOYING)
+    instance = _instance(task, world.nodes[0], status=InstanceStatus.STARTING)
+    url = reverse("portal:task-instances-live", args=[task.pk])
+    first = member_client.get(url, headers={"HX-Request": "true"})
+    digest = first.content.decode().split('{"v": "')[1].split('"')[0]
+    assert member_client.get(url, {"v": digest}).status_code == 204
+    TaskInstance.objects.filter(pk=instance.pk).update(status=InstanceStatus.READY, restarts=1)
+    changed = member_client.get(url, {"v": digest})
+    assertContains(changed, "instance-ready")
+    assertContains(changed, "<td>1</td>")
