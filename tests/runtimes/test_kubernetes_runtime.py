@@ -7,6 +7,7 @@ sentences; replays are idempotent; 500s and timeouts are retried; teardown remov
 import asyncio
 import sys
 
+import kubernetes_validate
 import pytest
 
 from scheduler.runtimes import operations
@@ -85,6 +86,11 @@ def test_apply_creates_bound_pods_with_limits_shm_volumes_env_and_a_service(kube
     service = kube.objects("services")[f"dp-task-{task.pk}"]
     assert service["spec"]["ports"][0]["nodePort"] == 30123 and service["spec"]["type"] == "NodePort"
     assert [i.handle for i in task.instances.order_by("index")] == sorted(pods)
+    # What the runtime really sent is valid for the current Kubernetes minor.
+    sent = [request.data for request in kube.requests("post")]
+    assert [body["kind"] for body in sent] == ["Pod", "Pod", "Service"]
+    for body in sent:
+        kubernetes_validate.validate(body, "1.37.0", strict=True)
 
 
 def test_apply_replayed_creates_nothing_twice(kube, kube_runtime, task):
