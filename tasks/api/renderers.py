@@ -9,8 +9,12 @@ class PlainTextRenderer(renderers.BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        if isinstance(data, dict) and "detail" in data:
-            data = data["detail"]
+        if isinstance(data, dict) and set(data) <= {"detail", "status"}:
+            data = data.get("detail", "")
         elif isinstance(data, dict):
-            data = "\n".join(f"{field}: {messages}" for field, messages in data.items())
+            data = "\n".join(f"{field}: {self._words(messages)}" for field, messages in data.items())
         return str(data if data is not None else "").encode(self.charset)
+
+    @staticmethod
+    def _words(messages):
+        return " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)

@@ -173,3 +173,12 @@ def test_a_text_reader_reads_errors_as_text(member_api):
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/plain") and response.content == b"No TaskInstance matches the given query."
+
+
+def test_a_text_reader_reads_field_errors_as_text(member_api, running_task):
+    instance = running_task.instances.get()
+
+    response = member_api.get(f"/api/v1/instances/{instance.pk}/logs/?tail=0", HTTP_ACCEPT="text/plain")
+
+    assert response.status_code == 400
+    assert response.content == b"tail: Ensure this value is greater than or equal to 1."
