@@ -30,7 +30,7 @@ from scheduler import services as scheduler
 from scheduler.runtimes.logs import instance_log_text
 
 from . import services
-from .access import allowed_actions
+from .access import allowed_actions, check_action
 from .exceptions import OperationRefused
 from .filtersets import TaskFilterSet
 from .forms import TaskForm
@@ -182,6 +182,9 @@ def task_edit(request, pk):
         initial=services.task_config(task), locked=services.FIXED_ON_COPY,
     )
     try:
+        if request.method == "GET":
+            # Say at once that this task cannot be edited now, rather than after the user filled the form.
+            check_action(task=task, user=request.user, action=Action.EDIT)
         return _form_page(
             request, form, lambda data: services.task_update(task=task, user=request.user, data=data),
             mode="edit", task=task,

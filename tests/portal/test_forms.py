@@ -176,6 +176,9 @@ def test_edit_saves_an_idle_task_and_refuses_a_queued_one(member_client, world):
     task.refresh_from_db()
     assert task.replicas == 2
     Task.objects.filter(pk=task.pk).update(status=Status.QUEUED)
+    response = member_client.get(url, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("portal:task-detail", args=[task.pk])
+    assertContains(response, "Cannot edit task “qwen-7b”: it is queued.")
     response = member_client.post(url, form_data(world, replicas="3"), follow=True)
     assertContains(response, "Cannot edit task")
     task.refresh_from_db()
