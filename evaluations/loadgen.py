@@ -190,9 +190,9 @@ async def send_request(client: httpx.AsyncClient, spec: LoadSpec, prompt: str) -
     return timing.record(time.perf_counter() - started)
 
 
-async def generate_load(spec: LoadSpec, stop: asyncio.Event) -> LoadResult:
-    """Send the spec's requests; when ``stop`` is set, cancel what is in flight and keep what finished."""
-    records: list[RequestRecord] = []
+async def generate_load(spec: LoadSpec, stop: asyncio.Event, records: list[RequestRecord]) -> LoadResult:
+    """Send the spec's requests, appending each finished one to ``records``; when ``stop`` is set, cancel what
+    is in flight and keep what finished."""
     in_flight: list[asyncio.Task] = []
     semaphore = asyncio.Semaphore(spec.concurrency)
     limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
@@ -223,17 +223,19 @@ async def generate_load(spec: LoadSpec, stop: asyncio.Event) -> LoadResult:
     return LoadResult(records=list(records), duration=duration, stopped=stopped)
 
 
-def run_load(spec: LoadSpec, *, keep_going=lambda: True, check_every=1.0) -> LoadResult:
+def run_load(spec: LoadSpec, *, keep_going=lambda done: True, check_every=1.0) -> LoadResult:
     """Run the load on a thread with its own event loop; every ``check_every`` seconds, on this thread,
-    ask ``keep_going()`` and stop early (keeping what finished) once it answers False."""
+    call ``keep_going(number of requests finished so far)`` and stop early (keeping what finished) once it
+    answers False."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
+    records: list[RequestRecord] = []
     outcome = {}
 
     def target():
         asyncio.set_event_loop(loop)
         try:
-            outcome["result"] = loop.run_until_complete(generate_load(spec, stop))
+            outcome["result"] = loop.run_until_complete(generate_load(spec, stop, records))
         except BaseException as exc:  # handed back to the caller's thread below
             outcome["error"] = exc
         finally:
@@ -244,7 +246,7 @@ def run_load(spec: LoadSpec, *, keep_going=lambda: True, check_every=1.0) -> Loa
     worker.start()
     while worker.is_alive():
         worker.join(timeout=check_every)
-        if worker.is_alive() and not keep_going():
+        if worker.is_alive() and not keep_going(len(records)):
             try:
                 loop.call_soon_threadsafe(stop.set)
             except RuntimeError:

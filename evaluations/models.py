@@ -91,6 +91,7 @@ class Evaluation(models.Model):
     )
     failure_reason = models.CharField(_("failure reason"), max_length=30, choices=FailureReason.choices, blank=True)
     failure_detail = models.TextField(_("failure detail"), blank=True)  # the endpoint's own words, untranslated
+    requests_done = models.PositiveIntegerField(_("requests done"), default=0)
     results = models.JSONField(_("results"), default=dict, blank=True)
 
     objects = EvaluationQuerySet.as_manager()
@@ -117,6 +118,11 @@ class Evaluation(models.Model):
             return ""
         label = str(self.get_failure_reason_display())
         return f"{label} {self.failure_detail}" if self.failure_detail else label
+
+    @property
+    def progress_key(self) -> str:
+        """Changes whenever what the results page shows of a run under way changes."""
+        return f"{self.status}-{self.requests_done}"
 
     @property
     def is_active(self):

@@ -105,7 +105,7 @@ def _finish(evaluation, status, reason="", detail="", results=None):
     evaluation.failure_reason = reason
     evaluation.failure_detail = detail
     evaluation.finished_at = timezone.now()
-    fields = ["status", "failure_reason", "failure_detail", "finished_at"]
+    fields = ["status", "failure_reason", "failure_detail", "finished_at", "requests_done"]
     if results is not None:
         evaluation.results = results
         fields.append("results")
@@ -157,9 +157,13 @@ def evaluation_run(*, evaluation_id) -> Evaluation | None:
         request_rate=evaluation.request_rate,
         timeout=evaluation.timeout_seconds,
     )
-    outcome = loadgen.run_load(
-        spec, keep_going=lambda: _task_is_running(evaluation.task_id), check_every=TASK_CHECK_SECONDS
-    )
+
+    def keep_going(done):
+        Evaluation.objects.filter(pk=evaluation.pk).update(requests_done=done)
+        return _task_is_running(evaluation.task_id)
+
+    outcome = loadgen.run_load(spec, keep_going=keep_going, check_every=TASK_CHECK_SECONDS)
+    evaluation.requests_done = len(outcome.records)
     results = summarize(outcome.records, outcome.duration)
     results["sent"] = len(outcome.records)
     results["stopped_early"] = outcome.stopped

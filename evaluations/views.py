@@ -83,7 +83,7 @@ def evaluation_detail_view(request, pk):
         ],
     }
     if request.htmx:
-        if evaluation.is_active and request.GET.get("status") == evaluation.status:
+        if evaluation.is_active and request.GET.get("seen") == evaluation.progress_key:
             return HttpResponse(status=204)  # nothing changed since the last poll
         return render(request, "evaluations/_results.html", context)
     return render(request, "evaluations/evaluation_detail.html", context)

@@ -24,7 +24,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
         model = Evaluation
         fields = (
             "id", "task", "task_name", "created_by", "created_at", "started_at", "finished_at",
-            *PARAMETER_FIELDS, "endpoint", "task_config", "status", "status_display", "failure_reason",
+            *PARAMETER_FIELDS, "endpoint", "task_config", "status", "status_display", "requests_done", "failure_reason",
             "failure_detail", "status_message", "results",
         )
         read_only_fields = fields

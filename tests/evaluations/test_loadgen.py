@@ -90,15 +90,21 @@ def test_unreachable_endpoint_fails_every_request(fast_server):
 
 
 def test_stops_early_and_keeps_what_finished():
+    progress = []
+
+    def keep_going(done):
+        progress.append(done)
+        return server.requests_logged("/v1/completions") < 4
+
     with DemoModelProcess("--token-delay", "0.1") as server:
         spec = spec_for(server, request_count=40, concurrency=2, max_tokens=3)  # ~0.2 s each, 2 at a time
-        outcome = loadgen.run_load(
-            spec, keep_going=lambda: server.requests_logged("/v1/completions") < 4, check_every=0.05
-        )
+        outcome = loadgen.run_load(spec, keep_going=keep_going, check_every=0.05)
     assert outcome.stopped
     # Four requests had started, so at least two had finished; the run did not go on to the fortieth.
     assert 2 <= len(outcome.records) < 10 and all(r.success for r in outcome.records)
     assert outcome.duration < 40 / 2 * 0.2
+    # keep_going was told how many had finished, as they finished.
+    assert progress == sorted(progress) and progress[-1] <= len(outcome.records)
 
 
 def test_request_rate_spreads_arrivals():

@@ -147,15 +147,21 @@ def test_results_page_shows_figures_and_latency_charts(world, member_client, fas
     assert evaluation.results["samples_ms"]["e2el"]
 
 
-def test_polling_answers_204_until_the_status_changes(world, member_client):
+def test_polling_answers_204_until_progress_or_status_change(world, member_client):
     task = running_task(world, port=31999)
-    run = Evaluation.objects.create(task=task, status=EvaluationStatus.RUNNING)
+    run = Evaluation.objects.create(task=task, status=EvaluationStatus.RUNNING, request_count=50)
     poll = {"headers": {"HX-Request": "true"}}
-    assert member_client.get(f"/evaluations/{run.pk}/?status=running", **poll).status_code == 204
+    assert member_client.get(f"/evaluations/{run.pk}/?seen=running-0", **poll).status_code == 204
+
+    Evaluation.objects.filter(pk=run.pk).update(requests_done=20)
+    progress = member_client.get(f"/evaluations/{run.pk}/?seen=running-0", **poll).content.decode()
+    assert "20 of 50 requests done" in progress and "?seen=running-20" in progress
+
     Evaluation.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED, failure_reason="task_stopped")
-    partial = member_client.get(f"/evaluations/{run.pk}/?status=running", **poll)
+    partial = member_client.get(f"/evaluations/{run.pk}/?seen=running-20", **poll)
     assert partial.status_code == 200 and b"<html" not in partial.content
     assert b"The task stopped running during the evaluation" in partial.content
+    assert b"hx-trigger" not in partial.content  # finished: no more polling
 
 
 def test_comparison_lists_finished_runs_of_visible_tasks(world, member_client):

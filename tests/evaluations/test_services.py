@@ -140,6 +140,7 @@ def test_run_measures_the_demo_model(world, enqueued, demo_server):
     assert evaluation.started_at and evaluation.finished_at
     results = Evaluation.objects.get(pk=evaluation.pk).results
     assert (results["completed"], results["failed"], results["stopped_early"]) == (8, 0, False)
+    assert Evaluation.objects.get(pk=evaluation.pk).requests_done == 8
     # The demo server's delays are lower bounds; a busy machine may add a little.
     assert 200 <= results["ttft_ms"]["p50"] <= 350
     assert 25 <= results["itl_ms"]["p50"] <= 50
