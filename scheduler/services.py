@@ -138,16 +138,15 @@ def _place(placements, ports, how=None):
     return list(placements)
 
 
-def _run_pass(clusters, ports=None, how=None, states=None):
+def _run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or _Ports()
-    states = states if states is not None else cluster_states(clusters)
     placements = {}
-    for state in states.values():
+    for state in cluster_states(clusters).values():
         plan = plan_cluster(state, ports=ports.for_queue(state.queue))
         for task_id, node_ids in plan.placements.items():
             placements[task_id] = (state, node_ids)
-    return _place(placements, ports, how)
+    return _place(placements, ports)
 
 
 @transaction.atomic

@@ -5,13 +5,17 @@ tasks hold SKUs (and ports), queued tasks are in SPEC's order, and no queued tas
 would let start still waits (checked against a brute-force oracle, not the scheduler's own code).
 """
 
+from collections import Counter, defaultdict
+
 import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+)
 
-from clusters.models import Node, QueuePolicy
+from clusters.models import Node, QueuePolicy, VirtualCluster
 from scheduler.selectors import queue_status
 from scheduler.services import (
     node_changed, task_fail, task_force_start, task_instances_ready, task_pin, task_start, task_stop, task_unpin,
@@ -25,7 +29,7 @@ cluster_specs = st.lists(
     st.tuples(
         st.sampled_from(QueuePolicy.values),
         st.integers(1, 2),  # GPUs per SKU
-        st.lists(st.integers(2, 8), min_size=1, max_size=3),  # SKU capacity of each machine
+        st.lists(st.integers(2, 6), min_size=1, max_size=3),  # SKU capacity of each machine
     ),
     min_size=1, max_size=2,
 )
@@ -43,20 +47,21 @@ class Scheduling(RuleBasedStateMachine):
         self.enqueued = []  # task ids in the order they joined a queue
         self.barriers = {}  # vc id -> (id of the queued task nothing may overtake, or None; ids holding GPUs)
         self.reordered = False  # a pin moves a task ahead on purpose
+        self.counts = Counter()  # tasks per state (and "pinned") at the last check: rules run only where they can act
 
     def teardown(self):
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
 
-    @initialize(specs=cluster_specs, demands=st.lists(demands, min_size=4, max_size=10))
+    @initialize(specs=cluster_specs, demands=st.lists(demands, min_size=6, max_size=14))
     def build(self, specs, demands):
         for policy, sku_gpus, capacities in specs:
             vc = VirtualClusterFactory(queue_policy=policy, sku_gpus=sku_gpus)
             for capacity in capacities:
                 NodeFactory(virtual_cluster=vc, sku_capacity=capacity)
             self.clusters.append(vc)
-        for demand in demands:
-            self.create(*demand)
+        for demand in demands:  # a loaded cluster from the first step: queues to pin, tasks to kill
+            self._start(self.create(*demand))
 
     @rule(demand=demands)
     def create_and_start(self, demand):
@@ -71,6 +76,7 @@ class Scheduling(RuleBasedStateMachine):
         found = list(Task.objects.filter(virtual_cluster__in=self.clusters, **filters).order_by("pk"))
         return found[which % len(found)] if found else None
 
+    @precondition(lambda self: sum(self.counts[s] for s in STARTABLE))
     @rule(which=st.integers(0, 30))
     def start(self, which):
         task = self._pick(which, status__in=STARTABLE)
@@ -82,15 +88,17 @@ class Scheduling(RuleBasedStateMachine):
             task = task_start(task=task, user=self.owner)
         except OperationRefused:
             return
-        if task.status == Status.QUEUED:
-            self.enqueued.append(task.pk)
+        if task.status == Status.QUEUED:  # at the back, also when it waited before (stopped, then started)
+            self.enqueued = [i for i in self.enqueued if i != task.pk] + [task.pk]
 
+    @precondition(lambda self: sum(self.counts[s] for s in TRANSITIONS["stop"].sources))
     @rule(which=st.integers(0, 30))
     def stop(self, which):
         task = self._pick(which, status__in=TRANSITIONS["stop"].sources)
         if task is not None:
             task_stop(task=task, user=self.owner)
 
+    @precondition(lambda self: self.counts[Status.QUEUED])
     @rule(which=st.integers(0, 30))
     def pin(self, which):
         task = self._pick(which, status=Status.QUEUED)
@@ -102,12 +110,14 @@ class Scheduling(RuleBasedStateMachine):
         except OperationRefused:  # another task of the VC is pinned
             assert Task.objects.filter(virtual_cluster_id=task.virtual_cluster_id, pinned=True).exists()
 
+    @precondition(lambda self: self.counts["pinned"])
     @rule(which=st.integers(0, 30))
     def unpin(self, which):
         task = self._pick(which, pinned=True)
         if task is not None:
             task_unpin(task=task, user=self.manager)
 
+    @precondition(lambda self: self.counts["pinned"])
     @rule(which=st.integers(0, 30))
     def force_start(self, which):
         task = self._pick(which, pinned=True)
@@ -118,12 +128,14 @@ class Scheduling(RuleBasedStateMachine):
         except OperationRefused:  # it could not fit even on the empty VC
             assert Task.objects.get(pk=task.pk).status == Status.QUEUED
 
+    @precondition(lambda self: sum(self.counts[s] for s in HOLDING))
     @rule(which=st.integers(0, 30))
     def instance_fails(self, which):
         task = self._pick(which, status__in=HOLDING)
         if task is not None:
             assert task_fail(task_id=task.pk, reason="OOMKilled").status == Status.FAILED
 
+    @precondition(lambda self: self.counts[Status.DEPLOYING])
     @rule(which=st.integers(0, 30))
     def instances_ready(self, which):
         task = self._pick(which, status=Status.DEPLOYING)
@@ -140,78 +152,100 @@ class Scheduling(RuleBasedStateMachine):
         node_changed(node=node)
 
     @invariant()
-    def machines_are_not_over_allocated(self):
-        for node in Node.objects.filter(virtual_cluster__in=self.clusters).select_related("virtual_cluster"):
-            held = list(TaskInstance.objects.holding().filter(node=node).values_list("sku_count", "gpu_indices"))
-            assert sum(skus for skus, _ in held) <= node.sku_capacity
-            gpus = [i for _, indices in held for i in indices]
-            assert len(gpus) == len(set(gpus))
-            assert all(0 <= i < node.sku_capacity * node.virtual_cluster.sku_gpus for i in gpus)
+    def promises_hold(self):
+        world = Snapshot(self.clusters)
+        self.counts = Counter(t.status for t in world.tasks) + Counter("pinned" for t in world.tasks if t.pinned)
+        for vc in self.clusters:
+            world.check_machines(vc)
+            world.check_tasks(vc)
+            world.check_queue_order(vc, self.enqueued, queue_status(user=self.manager, virtual_cluster_id=vc.pk, limit=None))
+            world.check_nothing_placeable_waits(vc)
+            before = self.barriers.get(vc.pk)
+            barrier, holding = world.barrier(vc), world.holding_ids(vc)
+            if before and not self.reordered and barrier is not None and barrier == before[0]:
+                assert holding <= before[1], f"{holding - before[1]} overtook task {barrier}"
+            self.barriers[vc.pk] = (barrier, holding)
+        self.reordered = False
 
-    @invariant()
-    def only_holding_tasks_hold(self):
-        for task in Task.objects.filter(virtual_cluster__in=self.clusters):
-            instances = list(task.instances.values_list("sku_count", flat=True))
+
+class Snapshot:
+    """Every row of the machine's clusters, read once per step, and the promises checked by brute force."""
+
+    def __init__(self, clusters):
+        ids = [vc.pk for vc in clusters]
+        self.policy = dict(VirtualCluster.objects.filter(pk__in=ids).values_list("pk", "queue_policy"))
+        self.nodes = list(Node.objects.filter(virtual_cluster_id__in=ids).select_related("virtual_cluster"))
+        self.tasks = list(Task.objects.filter(virtual_cluster_id__in=ids).order_by("-pinned", "queued_at", "id"))
+        self.instances = defaultdict(list)
+        for instance in TaskInstance.objects.filter(task__virtual_cluster_id__in=ids):
+            self.instances[instance.task_id].append(instance)
+
+    def _nodes(self, vc):
+        return [n for n in self.nodes if n.virtual_cluster_id == vc.pk]
+
+    def _holding(self, vc):
+        return [t for t in self.tasks if t.virtual_cluster_id == vc.pk and t.status in HOLDING]
+
+    def holding_ids(self, vc):
+        return {t.pk for t in self._holding(vc)}
+
+    def _used(self, node):
+        return [i for t in self.tasks if t.status in HOLDING for i in self.instances[t.pk] if i.node_id == node.pk]
+
+    def _queue(self, vc):
+        """The queued tasks in SPEC's order, less those that could never fit (they wait without blocking)."""
+        capacities = [n.sku_capacity for n in self._nodes(vc)]
+        return [
+            t for t in self.tasks
+            if t.virtual_cluster_id == vc.pk and t.status == Status.QUEUED and fits(t, capacities)
+        ]
+
+    def barrier(self, vc):
+        queue = self._queue(vc)
+        strict = self.policy[vc.pk] == QueuePolicy.STRICT_FIFO
+        return queue[0].pk if queue and (queue[0].pinned or strict) else None
+
+    def check_machines(self, vc):
+        for node in self._nodes(vc):
+            used = self._used(node)
+            assert sum(i.sku_count for i in used) <= node.sku_capacity, f"{node.name} is over-allocated"
+            gpus = [g for i in used for g in i.gpu_indices]
+            assert len(gpus) == len(set(gpus)), f"{node.name} gave a GPU twice"
+            assert all(0 <= g < node.sku_capacity * node.virtual_cluster.sku_gpus for g in gpus)
+
+    def check_tasks(self, vc):
+        tasks = [t for t in self.tasks if t.virtual_cluster_id == vc.pk]
+        assert sum(t.pinned for t in tasks) <= 1
+        for task in tasks:
             if task.status in HOLDING:
-                assert instances == [task.sku_count] * task.replicas
+                assert [i.sku_count for i in self.instances[task.pk]] == [task.sku_count] * task.replicas
                 assert task.endpoint_port is not None and task.started_at is not None
             else:
                 assert task.endpoint_port is None
             assert not task.pinned or task.status == Status.QUEUED
             assert (task.queued_at is not None) == (task.status == Status.QUEUED)
 
-    @invariant()
-    def queues_are_in_spec_order_with_one_pinned_at_most(self):
-        for vc in queue_status(user=self.manager, limit=None):
-            entries = vc["queue"]
-            pinned = [e["id"] for e in entries if e["pinned"]]
-            assert len(pinned) <= 1
-            expected = pinned + [i for i in self.enqueued if i in {e["id"] for e in entries} and i not in pinned]
-            assert [e["id"] for e in entries] == expected
-            assert [e["position"] for e in entries] == list(range(1, len(entries) + 1))
+    def check_queue_order(self, vc, enqueued, status):
+        [shown] = status
+        entries = [e["id"] for e in shown["queue"]]
+        pinned = [t.pk for t in self.tasks if t.virtual_cluster_id == vc.pk and t.pinned]
+        expected = pinned + [i for i in enqueued if i in set(entries) and i not in pinned]
+        assert entries == expected
+        assert [e["position"] for e in shown["queue"]] == list(range(1, len(entries) + 1))
 
-    @invariant()
-    def nothing_overtakes_a_waiting_pinned_task_or_strict_head(self):
-        current = {}
-        for vc in self.clusters:
-            capacities = list(Node.objects.filter(virtual_cluster=vc).values_list("sku_capacity", flat=True))
-            queue = [
-                t for t in Task.objects.filter(virtual_cluster=vc, status=Status.QUEUED).order_by("-pinned", "queued_at", "id")
-                if sum(c // t.sku_count for c in capacities) >= t.replicas
-            ]
-            barrier = queue[0].pk if queue and (queue[0].pinned or vc.queue_policy == QueuePolicy.STRICT_FIFO) else None
-            holding = set(Task.objects.filter(virtual_cluster=vc, status__in=HOLDING).values_list("pk", flat=True))
-            before = self.barriers.get(vc.pk)
-            if before and not self.reordered and barrier is not None and barrier == before[0]:
-                assert holding <= before[1], f"{holding - before[1]} overtook {barrier}"
-            current[vc.pk] = (barrier, holding)
-        self.barriers, self.reordered = current, False
+    def check_nothing_placeable_waits(self, vc):
+        free = [n.sku_capacity - sum(i.sku_count for i in self._used(n)) for n in self._nodes(vc) if n.schedulable]
+        queue = self._queue(vc)
+        if not queue:
+            return
+        if self.barrier(vc) is not None:
+            assert not fits(queue[0], free), f"task {queue[0].pk} at the head could start"
+        else:
+            assert not any(fits(t, free) for t in queue), "a queued task could start"
 
-    @invariant()
-    def nothing_placeable_still_waits(self):
-        for vc in self.clusters:
-            vc.refresh_from_db()
-            nodes = list(Node.objects.filter(virtual_cluster=vc))
-            free = []
-            for node in nodes:
-                used = sum(TaskInstance.objects.holding().filter(node=node).values_list("sku_count", flat=True))
-                if node.schedulable:
-                    free.append(node.sku_capacity - used)
 
-            def fits(task, room):
-                return sum(max(0, f) // task.sku_count for f in room) >= task.replicas
-
-            capacities = [node.sku_capacity for node in nodes]
-            queue = [
-                t for t in Task.objects.filter(virtual_cluster=vc, status=Status.QUEUED).order_by("-pinned", "queued_at", "id")
-                if fits(t, capacities)  # a task that could never fit waits without blocking
-            ]
-            if not queue:
-                continue
-            if queue[0].pinned or vc.queue_policy == QueuePolicy.STRICT_FIFO:
-                assert not fits(queue[0], free), queue[0]
-            else:
-                assert not any(fits(t, free) for t in queue)
+def fits(task, free_blocks):
+    return sum(max(0, f) // task.sku_count for f in free_blocks) >= task.replicas
 
 
 @pytest.mark.django_db
@@ -220,7 +254,7 @@ def test_scheduler_promises_hold_under_random_operations():
     run_state_machine_as_test(
         Scheduling,
         settings=settings(
-            max_examples=15, stateful_step_count=20, deadline=None,
+            max_examples=8, stateful_step_count=30, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
