@@ -165,7 +165,6 @@ def evaluation_run(*, evaluation_id) -> Evaluation | None:
     outcome = loadgen.run_load(spec, keep_going=keep_going, check_every=TASK_CHECK_SECONDS)
     evaluation.requests_done = len(outcome.records)
     results = summarize(outcome.records, outcome.duration)
-    results["sent"] = len(outcome.records)
     results["stopped_early"] = outcome.stopped
     if outcome.stopped or not _task_is_running(evaluation.task_id):
         _finish(evaluation, EvaluationStatus.FAILED, FailureReason.TASK_STOPPED, results=results)
