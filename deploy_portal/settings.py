@@ -175,6 +175,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scheduler.tasks.reconcile",
         "schedule": timedelta(seconds=env.int("RECONCILE_INTERVAL_SECONDS", default=5)),
     },
+    "fail-abandoned-evaluations": {
+        "task": "evaluations.tasks.fail_abandoned_evaluations",
+        "schedule": timedelta(minutes=1),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
