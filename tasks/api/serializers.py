@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from clusters.models import Project, Storage, VirtualCluster
 from tasks.access import allowed_actions
-from tasks.models import InstanceStatus, Task, TaskEvent, TaskInstance, TaskType
+from tasks.models import InstanceStatus, TaskEvent, TaskInstance, TaskType
 from tasks.states import Action, Status
 
 # The same words as tasks.validation: an ungranted object reads exactly like a missing one.

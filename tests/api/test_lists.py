@@ -101,7 +101,9 @@ def test_virtual_clusters_read_free_and_total(world, member_api):
 
     [vc] = member_api.get("/api/v1/virtual-clusters/").json()["results"]
 
-    assert vc["sku"] == {"gpus": 1, "cpus": 12, "memory_gib": 120, "description": "1 GPU + 12 CPU cores + 120 GiB memory"}
+    assert vc["sku"] == {
+        "gpus": 1, "cpus": 12, "memory_gib": 120, "description": "1 GPU + 12 CPU cores + 120 GiB memory",
+    }
     assert (vc["total_skus"], vc["free_skus"], vc["total_gpus"], vc["free_gpus"]) == (8, 5, 8, 5)
 
 

@@ -135,7 +135,9 @@ def test_force_start_of_an_unpinned_task_answers_409(manager_api, queued_task):
     response = manager_api.get(f"/api/v1/tasks/{queued_task.pk}/force-start/")
 
     assert response.status_code == 409
-    assert response.json() == {"detail": "Cannot force start task “idle”: it is queued but not pinned.", "status": "queued"}
+    assert response.json() == {
+        "detail": "Cannot force start task “idle”: it is queued but not pinned.", "status": "queued",
+    }
 
 
 def test_the_log_is_plain_text_with_a_tail(member_api, running_task):
@@ -172,7 +174,8 @@ def test_a_text_reader_reads_errors_as_text(member_api):
     response = member_api.get("/api/v1/instances/987654/logs/", HTTP_ACCEPT="text/plain")
 
     assert response.status_code == 404
-    assert response["Content-Type"].startswith("text/plain") and response.content == b"No TaskInstance matches the given query."
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content == b"No TaskInstance matches the given query."
 
 
 def test_a_text_reader_reads_field_errors_as_text(member_api, running_task):

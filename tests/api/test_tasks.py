@@ -161,8 +161,8 @@ def test_a_task_holding_gpus_cannot_be_edited_or_deleted(world, member_api, runn
     response = getattr(member_api, method)(f"/api/v1/tasks/{running_task.pk}/", {"name": "x"}, format="json")
 
     assert response.status_code == 409
-    assert response.json() == {"detail": "Cannot {} task “serving”: it is running.".format(method.replace("patch", "edit")),
-                               "status": "running"}
+    verb = {"patch": "edit", "delete": "delete"}[method]
+    assert response.json() == {"detail": f"Cannot {verb} task “serving”: it is running.", "status": "running"}
     assert Task.objects.filter(pk=running_task.pk, name="serving").exists()
 
 

@@ -1,9 +1,10 @@
 """``python manage.py bench_api``: the API's list endpoints against a full database, through the WSGI app.
 
-Builds a throwaway PostgreSQL database (``bench_api_<name>``, dropped afterwards) holding ``--tasks`` tasks
-spread over projects and virtual clusters in every state — some running with their instances, the
-newest queued (so the first page asks for queue positions) — then times ``GET /api/v1/tasks/?page_size=50`` and ``GET /api/v1/queue/`` as a project member
-authenticated by token, and prints one JSON line: p50 / p99 milliseconds and queries per request.
+Builds a throwaway PostgreSQL database (``bench_api_<name>``, dropped afterwards) holding ``--tasks``
+tasks spread over projects and virtual clusters in every state — some running with their instances,
+the newest queued (so the first page asks for queue positions) — then times
+``GET /api/v1/tasks/?page_size=50`` and ``GET /api/v1/queue/`` as a project member authenticated by
+token, and prints one JSON line: p50 / p99 milliseconds and queries per request.
 """
 
 import json
