@@ -55,7 +55,7 @@ def test_login_leads_to_the_task_list(client, world):
 @pytest.mark.django_db
 def test_the_list_shows_badges_and_only_the_operations_the_state_allows(member_client, world):
     idle = _task(world, name="idle")
-    running = _task(world, name="serving", status=Status.RUNNING)
+    running = _task(world, name="serving", status=Status.RUNNING, endpoint_port=31555)
     response = member_client.get(LIST)
     html = response.content.decode()
     assertContains(response, 'class="badge badge-not_deployed"')
@@ -64,6 +64,7 @@ def test_the_list_shows_badges_and_only_the_operations_the_state_allows(member_c
     assert 'data-action="start"' in row(idle) and 'data-action="stop"' not in row(idle)
     assert 'data-action="stop"' in row(running) and 'data-action="start"' not in row(running)
     assert 'data-action="evaluate"' in row(running)
+    assert "http://127.0.0.1:31555" in row(running) and "http://" not in row(idle)
     for task in (idle, running):
         assert 'data-action="pin"' not in row(task) and 'data-action="force_start"' not in row(task)
 
