@@ -43,7 +43,7 @@ def observe_until(runtime, task, status, timeout=15):
     return wait_until(lambda: (obs := runtime.observe(task)) and all(o.status == status for o in obs) and obs, timeout)
 
 
-def test_instances_start_with_env_gpus_and_ports(runtime, placed, world):
+def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, settings):
     port = free_port()
     task = placed(
         replicas=2,
@@ -59,6 +59,8 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world):
     first, second = (json.loads(runtime.read_log(i).splitlines()[0]) for i in task.instances.order_by("index"))
     assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "SECRET_KEY": None}
     assert second["CUDA_VISIBLE_DEVICES"] == "2,3" and second["PORT"] != str(port)
+    low, high = settings.NODEPORT_RANGE
+    assert low <= int(second["PORT"]) <= high  # a spare port from the top of the range
     handles = [i.handle for i in task.instances.order_by("index")]
     assert all(
         h.isdigit() and is_alive(runtime.store.load(i.pk))
@@ -104,7 +106,7 @@ def test_teardown_terms_then_kills_and_forgets(runtime, placed):
     runtime.teardown(task)
     assert not any(is_alive(r) for r in records)
     assert runtime.workloads() == []
-    assert list(runtime.store.root.iterdir()) == []
+    assert [path.name for path in runtime.store.root.iterdir() if path.name != "ports.lock"] == []
     runtime.teardown(task)  # nothing left: still fine
 
 

@@ -5,8 +5,8 @@ Promises:
   command, the demo model server ``python -m demo_model`` + args) with the task's env,
   ``CUDA_VISIBLE_DEVICES`` set to the instance's GPU indices, and ``PORT`` set to its port.
   Ports: instance 0 listens on ``task.endpoint_port`` (the endpoint); every other instance gets a
-  free port of its own, picked at apply time and kept in its record, because processes of one
-  machine cannot share a port. Readiness is checked on each instance's own port.
+  port of its own (processes of one machine cannot share one) from the top of ``NODEPORT_RANGE``,
+  picked at apply time and kept in its record. Readiness is checked on each instance's own port.
 - Output goes to a log file per instance; bookkeeping lives in files (``records``), so a worker
   restart finds the processes again and tells a dead pid, or a reused one, from a live one.
 - ``teardown`` sends SIGTERM to each instance's process group (the launcher and the command, even
@@ -38,12 +38,6 @@ LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 # What a process gets from the worker's environment; the rest (secrets, DATABASE_URL) stays out.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV", "PYTHONPATH")
 FAILURE_LOG_LINES = 10
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_taken(port):
@@ -136,10 +130,32 @@ class LocalRuntime(Runtime):
                 instance.handle = str(record.pid)
 
     def _spawn(self, task, instance, called_at):
-        port = task.endpoint_port if instance.index == 0 and task.endpoint_port else free_port()
-        if port_taken(port):
-            # Most often the previous holder of the port is still being stopped: try again shortly.
-            raise TransientRuntimeError(f"port {port} is still in use")
+        if instance.index == 0 and task.endpoint_port:
+            port = task.endpoint_port
+            if port_taken(port):
+                # Most often the previous holder of the port is still being stopped: try again shortly.
+                raise TransientRuntimeError(f"port {port} is still in use")
+            return self._start(task, instance, port, called_at)
+        # Spare ports are picked and recorded under one machine-wide lock: two applies never pick the same.
+        with self.store.locked("ports"):
+            return self._start(task, instance, self._spare_port(), called_at)
+
+    def _spare_port(self):
+        """The highest port of ``NODEPORT_RANGE`` no endpoint holds, no record names and nothing listens on.
+
+        Endpoints are picked from the bottom of the range, so spare ports come from its top.
+        """
+        from tasks.models import Task
+
+        low, high = settings.NODEPORT_RANGE
+        taken = set(Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True))
+        taken |= {record.port for record in self.store.all()}
+        for port in range(high, low - 1, -1):
+            if port not in taken and not port_taken(port):
+                return port
+        raise TransientRuntimeError(f"no free port is left in {low}-{high}")
+
+    def _start(self, task, instance, port, called_at):
         command = command_line(task)
         with open(self.store.path(instance.pk, "log"), "ab") as log:
             process = subprocess.Popen(
