@@ -137,7 +137,6 @@ class Command(BaseCommand):
             "DEPLOY_RUNTIME": "local",
             "LOCAL_RUNTIME_DIR": str(work / "local-runtime"),
             "LOCAL_STOP_GRACE_SECONDS": "2",
-            "DEPLOY_VAR_DIR": str(work / "var"),
         }
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
