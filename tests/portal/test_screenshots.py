@@ -52,4 +52,6 @@ def test_screenshots_of_the_main_pages(browser_context, language):
     expect(page.locator(".log-view").first).to_contain_text("Uvicorn running")
     shot("instances-logs")
 
-    shot("queue-sidebar", page.locator("aside.sidebar"))
+    sidebar, queue = page.locator("aside.sidebar").bounding_box(), page.locator("section.queue").bounding_box()
+    path = target / f"queue-sidebar-{suffix}.png"
+    page.screenshot(path=path, clip={"x": 0, "y": 0, "width": sidebar["width"], "height": queue["y"] + queue["height"] + 16})
