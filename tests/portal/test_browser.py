@@ -78,12 +78,19 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
     expect(_badge(page)).to_have_attribute("data-status", "not_deployed")
     task = Task.objects.get(name="qwen-demo")
 
+    # A second window on the list: its rows and the queue status follow by themselves.
+    watcher = log_in(browser_context(), world.member.username)
+    watcher.evaluate("window.notReloaded = true")
+
     # Start, then watch it become running without reloading the page.
     page.locator("#task-live [data-action=start]").click()
     expect(page.locator(".message-success")).to_contain_text("started")
     page.evaluate("window.notReloaded = true")
     expect(_badge(page)).to_have_attribute("data-status", "running", timeout=RUNNING_TIMEOUT)
     assert page.evaluate("window.notReloaded") is True
+    expect(watcher.locator("#queue-status [data-fact=free-gpus]")).to_have_text("13 / 16", timeout=5_000)
+    expect(watcher.locator(f"tr[data-task='{task.pk}'] [data-status]")).to_have_attribute("data-status", "running")
+    assert watcher.evaluate("window.notReloaded") is True
 
     # Open the endpoint, and copy it.
     endpoint = page.locator("#endpoint-url").get_attribute("href")
