@@ -268,3 +268,46 @@ def test_a_reconcile_pass_lists_pods_once_and_a_pod_newer_than_its_snapshot_is_n
     assert len(kube.requests("get", "pods")) == lists_before  # answered from the snapshot
     assert [o.exists for o in kube_runtime.observe(later, snapshot=snapshot)] == [True]
     assert len(kube.requests("get", "pods")) == lists_before + 1  # not in the snapshot: read anew
+
+
+def test_scheduling_failures_are_read_from_the_pods_events(kube, kube_runtime, task):
+    kube_runtime.apply(task)
+    name = f"dp-task-{task.pk}-0"
+    long_ago = "2026-01-01T00:00:00Z"
+    kube.patch(
+        "pods",
+        name,
+        {
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "lastTransitionTime": long_ago,
+                    }
+                ],
+            }
+        },
+    )
+    kube.put(
+        "events",
+        f"{name}.1",
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.1", "namespace": "deploy-portal"},
+            "involvedObject": {"kind": "Pod", "name": name, "namespace": "deploy-portal"},
+            "reason": "FailedScheduling",
+            "type": "Warning",
+            "lastTimestamp": long_ago,
+            "message": "0/3 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        },
+    )
+    first = kube_runtime.observe(task)[0]
+    assert first.status == InstanceStatus.FAILED
+    assert (
+        "cannot be scheduled on its machine: 0/3 nodes are available: 1 Insufficient nvidia.com/gpu." in first.message
+    )
+    assert f"involvedObject.name={name}" in [r.params["fieldSelector"] for r in kube.requests("get", "events")]

@@ -265,7 +265,7 @@ class KubernetesRuntime(Runtime):
                 )
                 continue
             observation = classify_pod(pod, (), now=now, unschedulable_grace=self.unschedulable_grace)
-            if not observation.ready and not observation.failed:
+            if not observation.ready:  # events tell why (pull errors, scheduling, mounts)
                 events = self._events(pod["metadata"]["name"])
                 observation = classify_pod(pod, events, now=now, unschedulable_grace=self.unschedulable_grace)
             observations.append(observation)
