@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -41,6 +40,9 @@ from .serializers import (
 REFUSED = OpenApiResponse(RefusalSerializer, description=_("The task's state does not allow this now."))
 MANAGERS_ONLY = OpenApiResponse(DETAIL, description=_("Only managers may do this."))
 LOG_CHUNK_BYTES = 64 * 1024
+# env and mounts are lists of objects, which form encodings cannot say: the schema offers JSON bodies.
+JSON_TASK = {"application/json": TaskSerializer}
+JSON_PARTIAL_TASK = {"application/json": TaskSerializer(partial=True)}
 CREATE_EXAMPLE = OpenApiExample(
     "A vLLM deployment",
     request_only=True,
@@ -63,9 +65,10 @@ def operation_schema(summary, *, managers=False, body=None, answer=TaskSerialize
 @extend_schema_view(
     list=extend_schema(summary=_("Tasks the user may see")),
     retrieve=extend_schema(summary=_("One task")),
-    create=extend_schema(summary=_("Create a task (not deployed)"), examples=[CREATE_EXAMPLE]),
+    create=extend_schema(summary=_("Create a task (not deployed)"), request=JSON_TASK, examples=[CREATE_EXAMPLE]),
     partial_update=extend_schema(
         summary=_("Edit a task's configuration"),
+        request=JSON_PARTIAL_TASK,
         description=_("Only while the task holds nothing and is not queued."),
         responses={200: TaskSerializer, 409: REFUSED},
     ),
@@ -77,7 +80,6 @@ def operation_schema(summary, *, managers=False, body=None, answer=TaskSerialize
 )
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskSerializer
-    parser_classes = [JSONParser]  # env and mounts are lists of objects: forms cannot say them
     filter_backends = [DjangoFilterBackend]
     filterset_class = TaskFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -174,7 +176,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @operation_schema(
         _("Copy: a new not-deployed task from this one"),
-        body=TaskSerializer(partial=True),
+        body=JSON_PARTIAL_TASK,
         code=201,
     )
     @action(detail=True, methods=["post"])

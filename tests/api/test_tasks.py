@@ -286,3 +286,18 @@ def test_values_the_database_could_not_hold_answer_400(world, member_api, overri
     response = member_api.post("/api/v1/tasks/", body(world, **overrides), format="json")
 
     assert response.status_code == 400 and field in response.json()
+
+
+def test_a_session_must_send_its_csrf_token_to_change_anything(world, idle_task):
+    from django.test import Client
+
+    from tests.factories import PASSWORD
+
+    browser = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="en")
+    assert browser.login(username="alice", password=PASSWORD)
+    url = f"/api/v1/tasks/{idle_task.pk}/start/"
+
+    assert browser.post(url).status_code == 403
+    browser.get("/api/v1/docs/")  # any page that hands out the CSRF cookie
+    token = browser.cookies["csrftoken"].value
+    assert browser.post(url, HTTP_X_CSRFTOKEN=token).status_code == 200
