@@ -10,6 +10,7 @@ warm, idle worker and a free VC again. Prints one JSON line; everything it creat
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,7 @@ class Command(BaseCommand):
             self._use_queue(app, previous_queue)
             self._stop_worker(worker)
             self._clean(world)
+            shutil.rmtree(work, ignore_errors=True)
         samples_ms = sorted(s * 1000 for s in samples)
         result = {
             "benchmark": "start_to_runtime_apply",
