@@ -62,7 +62,7 @@ class Command(BaseCommand):
         result = {
             "benchmark": "start_to_runtime_apply",
             "runtime": "local",
-            "broker": settings.CELERY_BROKER_URL.split("://")[0],
+            "broker": app.conf.broker_url.split("://")[0],
             "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
             "runs": runs,
             "median_ms": round(statistics.median(samples_ms), 1),
