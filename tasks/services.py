@@ -86,7 +86,10 @@ def task_update(*, task, user, data):
         if field in data and data[field] != getattr(task, field):
             raise ValidationError({field: [_("This field cannot be changed after creation.")]})
     merged = _normalise(merged)
-    validate_task_config(user=user, data=merged, task=task)
+    # The configuration must be valid for whoever runs the task: a member edits with their own
+    # grants; a manager outside the project edits on behalf of the task's owner.
+    editor = user if task.project.members.filter(pk=user.pk).exists() else task.owner
+    validate_task_config(user=editor, data=merged, task=task)
     for field in CONFIG_FIELDS:
         setattr(task, field, merged[field])
     task.save()

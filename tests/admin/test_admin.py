@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def manager_client(client, manager):
     client.force_login(manager)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # messages are asserted in the source language
     return client
 
 
@@ -109,6 +110,7 @@ def test_manager_actions_hidden_without_the_permissions(client, world):
 
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "change_task"]))
     client.force_login(staff)
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
     response = client.get(reverse("admin:tasks_task_changelist"))
     actions = [choice[0] for choice in response.context["action_form"].fields["action"].choices]
     assert "stop_tasks" in actions

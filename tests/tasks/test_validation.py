@@ -149,3 +149,14 @@ def test_ordinary_mount_paths_pass(path):
 )
 def test_allowed_images_pass(image, settings):
     assert check_image(image) == []
+
+
+@pytest.mark.django_db
+def test_manager_outside_the_project_edits_with_the_owners_grants(world, manager):
+    task = task_create(user=world.member, data=task_data(world))
+    task_update(task=task, user=manager, data={"description": "tuned by ops"})
+    task.refresh_from_db()
+    assert task.description == "tuned by ops"
+    with pytest.raises(ValidationError) as refused:
+        task_update(task=task, user=manager, data={"image": "docker.io/library/nginx:1"})
+    assert "image" in refused.value.message_dict
