@@ -67,6 +67,10 @@ class Scheduling(RuleBasedStateMachine):
     def create_and_start(self, demand):
         self._start(self.create(*demand))
 
+    @rule(which=st.integers(0, 1))
+    def create_and_start_small(self, which):  # the task that would slip past a waiting head, if anything could
+        self._start(self.create(which, 1, 1))
+
     def create(self, which, sku_count, replicas):
         vc = self.clusters[which % len(self.clusters)]
         return TaskFactory(virtual_cluster=vc, sku_count=sku_count, replicas=replicas, owner=self.owner)
