@@ -1,6 +1,8 @@
 """The REST API under /api/v1/ (SPEC's "REST API contract")."""
 
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.utils.translation import gettext as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .api_auth import ObtainTokenView
@@ -13,4 +15,6 @@ urlpatterns = [
     path("", include("tasks.api.urls")),
     path("", include("scheduler.api.urls")),
     path("", include("evaluations.api.urls")),
+    # Anything else under /api/v1/ answers like the API does, not with the portal's HTML page.
+    re_path(r"^", lambda request, *args, **kwargs: JsonResponse({"detail": _("Not found.")}, status=404)),
 ]

@@ -67,8 +67,7 @@ def live_schema():
     return schemathesis.openapi.from_wsgi("/api/v1/schema/", application, config=config)
 
 
-# The evaluation routes are the evaluation work's and have their own tests.
-schema = live_schema().exclude(path_regex="evaluations")
+schema = live_schema()
 
 
 @schema.parametrize()
