@@ -192,6 +192,8 @@ def _needs(wait):
 
 def never_fits_text(wait):
     """Why a task could never fit, in words: "needs 9 SKUs on one machine, but the largest machine offers 8"."""
+    if wait.largest_capacity == 0:
+        return _("needs %(sku)s SKUs on one machine, but the virtual cluster has no machines") % {"sku": wait.sku_count}
     if wait.sku_count > wait.largest_capacity:
         return _("needs %(sku)s SKUs on one machine, but the largest machine offers %(largest)s") % {
             "sku": wait.sku_count, "largest": wait.largest_capacity,

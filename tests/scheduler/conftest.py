@@ -1,9 +1,17 @@
 """Fixtures for the scheduler tests: small clusters, and a record of the Celery work sent after commit."""
 
 import pytest
+from django.utils import translation
 
 from clusters.models import QueuePolicy
 from tests.factories import ManagerFactory, NodeFactory, TaskFactory, UserFactory, VirtualClusterFactory
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Reasons and refusals are asserted in their English source text (Chinese is the site's default)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)

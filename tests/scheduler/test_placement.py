@@ -49,6 +49,7 @@ def test_never_fits_counts_every_machine_even_cordoned_ones():
     assert "the largest machine offers 8" in too_big.text()
     too_many = never_fits(nodes, Demand(4, replicas=4))
     assert "could host only 3" in too_many.text()
+    assert "has no machines" in never_fits([], Demand(1)).text()
 
 
 @given(

@@ -5,7 +5,13 @@ from django.core.exceptions import PermissionDenied
 
 from clusters.models import QueuePolicy
 from scheduler.services import (
-    node_changed, task_fail, task_instances_ready, task_pin, task_start, task_stop, task_unpin,
+    node_changed,
+    task_fail,
+    task_instances_ready,
+    task_pin,
+    task_start,
+    task_stop,
+    task_unpin,
 )
 from tasks.exceptions import InvalidTransition, OperationRefused
 from tasks.models import InstanceStatus, Task, TaskEvent

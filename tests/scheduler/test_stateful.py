@@ -1,8 +1,9 @@
 """Random operations over random clusters (Hypothesis stateful): the scheduler's promises hold after every step.
 
 After each step: no machine is over-allocated, at most one task per VC is pinned, only deploying/running
-tasks hold SKUs (and ports), queued tasks are in SPEC's order, and no queued task that the VC's policy
-would let start still waits (checked against a brute-force oracle, not the scheduler's own code).
+tasks hold SKUs (and ports), queued tasks are in SPEC's order, nothing started past a pinned task or a
+strict-FIFO head that still waits, and no queued task that the VC's policy would let start still waits
+(checked against a brute-force oracle, not the scheduler's own code).
 """
 
 from collections import Counter, defaultdict
@@ -12,13 +13,25 @@ from django.db import transaction
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
 )
 
 from clusters.models import Node, QueuePolicy, VirtualCluster
 from scheduler.selectors import queue_status
 from scheduler.services import (
-    node_changed, task_fail, task_force_start, task_instances_ready, task_pin, task_start, task_stop, task_unpin,
+    node_changed,
+    task_fail,
+    task_force_start,
+    task_instances_ready,
+    task_pin,
+    task_start,
+    task_stop,
+    task_unpin,
 )
 from tasks.exceptions import OperationRefused
 from tasks.models import InstanceStatus, Task, TaskInstance
