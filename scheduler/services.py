@@ -57,8 +57,14 @@ def _lock_clusters(ids, *, skip_locked=False):
     return list(rows.values(*CLUSTER_FIELDS))
 
 
-def _lock_task(task_id):
-    return Task.objects.select_for_update(of=("self",)).select_related("virtual_cluster").get(pk=task_id)
+def _lock_for_decision(task):
+    """Lock the task's VC row, then the task's row (the lock order), and return both as they now are."""
+    vc_id = Task.objects.filter(pk=task.pk).values_list("virtual_cluster_id", flat=True).get()
+    clusters = _lock_clusters([vc_id])
+    task = Task.objects.select_for_update(of=("self",)).select_related("virtual_cluster").get(pk=task.pk)
+    if task.virtual_cluster_id != vc_id:  # moved to another VC between the two reads (an edit): rare
+        raise OperationRefused(_("Task “%(task)s” changed while this was decided; try again.") % {"task": task.name})
+    return clusters, task
 
 
 class _Ports:
@@ -188,8 +194,7 @@ def task_start(*, task, user):
     is held by a running task. Returns the task as it now is (``deploying`` or ``queued``).
     """
     with transaction.atomic():
-        clusters = _lock_clusters([task.virtual_cluster_id])
-        task = _lock_task(task.pk)
+        clusters, task = _lock_for_decision(task)
         check_action(task=task, user=user, action=Action.START)
         state = cluster_states(clusters)[task.virtual_cluster_id]
         _refuse_never_fits(task, state)
@@ -218,8 +223,7 @@ def task_stop(*, task, user=None, message=""):
     ``user`` None means the system asks. Freed GPUs or a shorter queue are re-examined at once.
     """
     with transaction.atomic():
-        clusters = _lock_clusters([task.virtual_cluster_id])
-        task = _lock_task(task.pk)
+        clusters, task = _lock_for_decision(task)
         if user is not None:
             check_action(task=task, user=user, action=Action.STOP)
         was = task.status
@@ -237,8 +241,7 @@ def task_stop(*, task, user=None, message=""):
 
 def _set_pinned(*, task, user, action, pinned, message):
     with transaction.atomic():
-        clusters = _lock_clusters([task.virtual_cluster_id])
-        task = _lock_task(task.pk)
+        clusters, task = _lock_for_decision(task)
         check_action(task=task, user=user, action=action)
         if pinned:
             other = Task.objects.filter(virtual_cluster_id=task.virtual_cluster_id, pinned=True).first()
@@ -341,8 +344,7 @@ def task_force_start(*, task, user):
     ``killed`` with an event naming ``task`` and ``user``, and its owner is mailed after commit.
     """
     with transaction.atomic():
-        clusters = _lock_clusters([task.virtual_cluster_id])
-        task = _lock_task(task.pk)
+        clusters, task = _lock_for_decision(task)
         check_action(task=task, user=user, action=Action.FORCE_START)
         state = cluster_states(clusters)[task.virtual_cluster_id]
         choice = _victim_choice(state, task)
