@@ -76,3 +76,16 @@ def test_two_simultaneous_force_starts_cannot_both_kill(make_cluster):
     assert Task.objects.filter(pk__in=[h.pk for h in holders], status=Status.KILLED).count() == 1
     assert Task.objects.get(pk=urgent.pk).status == Status.DEPLOYING
     assert_not_over_allocated(cluster)
+
+
+def test_deciders_in_different_clusters_never_pick_the_same_endpoint_port(make_cluster):
+    clusters = [make_cluster(8, 8, prefix="a"), make_cluster(8, 8, prefix="b")]
+    batches = [[cluster.task(sku_count=1) for _ in range(8)] for cluster in clusters for _half in range(2)]
+
+    def starter(batch):
+        return lambda: [task_start(task=task, user=task.owner).status for task in batch]
+
+    results = run_together([starter(batch) for batch in batches])
+    assert all(isinstance(r, list) for r in results), results
+    ports = list(Task.objects.filter(status__in=HOLDING).values_list("endpoint_port", flat=True))
+    assert len(ports) == 32 and len(set(ports)) == 32

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from clusters.models import QueuePolicy
 from scheduler.services import (
     node_changed,
+    schedule_all,
     task_fail,
     task_instances_ready,
     task_pin,
@@ -16,6 +17,7 @@ from scheduler.services import (
 from tasks.exceptions import InvalidTransition, OperationRefused
 from tasks.models import InstanceStatus, Task, TaskEvent
 from tasks.states import Status
+from tests.factories import NodeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -203,3 +205,17 @@ def test_a_placed_again_task_replaces_its_old_instances(make_cluster):
     assert set(task.instances.values_list("pk", flat=True)) == old_ids  # kept for the logs
     task = task_start(task=task, user=cluster.owner)
     assert task.instances.count() == 1 and not set(task.instances.values_list("pk", flat=True)) & old_ids
+
+
+def test_the_periodic_pass_starts_what_any_cluster_can_start_now(make_cluster):
+    clusters = [make_cluster(2), make_cluster(2, policy=QueuePolicy.BEST_EFFORT_FIFO)]
+    waiting = []
+    for cluster in clusters:
+        task_start(task=cluster.task(sku_count=2), user=cluster.owner)
+        waiting.append(task_start(task=cluster.task(sku_count=2), user=cluster.owner))
+        # A machine appears without anyone saying so: only the safety net notices.
+        NodeFactory(virtual_cluster=cluster.vc, name=f"late-{cluster.vc.pk}", sku_capacity=2)
+    assert statuses(*waiting) == [Status.QUEUED, Status.QUEUED]
+    assert sorted(schedule_all()) == sorted(t.pk for t in waiting)
+    assert statuses(*waiting) == [Status.DEPLOYING, Status.DEPLOYING]
+    assert schedule_all() == []  # nothing changed: nothing to do
