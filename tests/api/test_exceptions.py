@@ -37,3 +37,13 @@ def test_answers(error, code, data):
 
 def test_anything_else_is_left_to_django():
     assert exception_handler(RuntimeError("boom"), {}) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_unknown_api_paths_answer_json_404_even_for_a_post(member_api, method):
+    member_api.handler.enforce_csrf_checks = True  # token clients send no CSRF token
+    response = getattr(member_api, method)("/api/v1/tasks/-3/evaluations/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
