@@ -10,6 +10,8 @@ os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBa
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture
 def user(db):

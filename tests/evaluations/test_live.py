@@ -19,7 +19,7 @@ from tasks.services import task_create
 from tasks.states import Status
 from tests.factories import make_world, task_data
 from tests.live import live_stack, live_worker, wait_until  # noqa: F401 - fixtures
-from tests.portal.conftest import browser_context, chromium, log_in  # noqa: F401 - fixtures
+from tests.browser import log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
