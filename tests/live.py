@@ -17,7 +17,7 @@ Fixtures
 Helpers
 - ``wait_until(predicate, timeout, interval)`` polls until ``predicate()`` is truthy and answers
   it, or fails with the last value; never sleep-and-hope.
-- ``free_port()`` a free TCP port on 127.0.0.1 (inside ``NODEPORT_RANGE`` when it is set in the
+- ``free_port()`` a free TCP port on 127.0.0.1 (inside ``settings.NODEPORT_RANGE``, set from the
   environment, as the shared machine asks).
 
 Environment: ``LIVE_REDIS_URL``; ``NODEPORT_RANGE`` (the ports tasks get; e.g. ``31000-31399``).
@@ -67,16 +67,14 @@ def _port_free(port):
 
 
 def free_port():
-    """A free port on 127.0.0.1, from ``NODEPORT_RANGE`` when the environment sets it, else any."""
-    if "NODEPORT_RANGE" in os.environ:
-        low, high = (int(p) for p in os.environ["NODEPORT_RANGE"].split("-"))
-        for port in range(low + os.getpid() % 50, high + 1):
-            if _port_free(port):
-                return port
-        raise RuntimeError(f"no free port in {low}-{high}")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port on 127.0.0.1 inside ``settings.NODEPORT_RANGE`` (so it is valid as a task's external port)."""
+    from django.conf import settings
+
+    low, high = settings.NODEPORT_RANGE
+    for port in range(low + os.getpid() % 50, high + 1):
+        if _port_free(port):
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def _database_url():
