@@ -4,8 +4,11 @@ The queue comes in SPEC's order (the pinned task first, then by the time each wa
 - ``strict_fifo``: nothing overtakes the first task that does not fit.
 - ``best_effort_fifo``: a later task that fits starts while an earlier one waits.
 - A pinned task that does not fit is a barrier under either policy: nothing overtakes it.
-A task that could never fit the VC, or whose external port another task holds, waits without
-blocking the tasks behind it: it could otherwise stall the queue forever.
+- A task whose external port another task holds waits like one that does not fit: it is a barrier
+  when pinned or under strict FIFO (SPEC: nothing overtakes them), and is overtaken under best effort.
+- An unpinned task that could never fit the VC (its machines were removed after it was queued) waits
+  without blocking the tasks behind it: it would otherwise stall the queue forever. A pinned one still
+  blocks (nothing overtakes a pinned task); the manager unpins it.
 """
 
 from dataclasses import dataclass, field
@@ -69,6 +72,13 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
             plan.waits[task.id] = result
             plan.positions[task.id] = waiting
 
+    def block_behind(task):
+        nonlocal barrier
+        if task.pinned:
+            barrier = (WaitCode.BEHIND_PINNED, task.name)
+        elif policy == STRICT_FIFO:
+            barrier = (WaitCode.BEHIND_HEAD, task.name)
+
     for task in queue:
         demand = task.demand
         if not capacity.can_fit(demand):
@@ -76,6 +86,8 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
                 code=WaitCode.NEVER_FITS, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
                 ever_fitting_instances=capacity.instances_fitting(task.sku_count), largest_capacity=capacity.largest,
             ))
+            if task.pinned and barrier is None:
+                barrier = (WaitCode.BEHIND_PINNED, task.name)
             continue
         if barrier is not None:
             if not explain:
@@ -89,6 +101,7 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
                 code=WaitCode.PORT_IN_USE, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
                 port=task.external_port,
             ))
+            block_behind(task)
             continue
         chosen = None if (task.sku_count, task.replicas) in failed else blocks.take(demand)
         if chosen is not None:
@@ -100,8 +113,5 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
             continue
         failed.add((task.sku_count, task.replicas))
         wait(task, why_not(blocks, demand, ahead=waiting) if explain else None)
-        if task.pinned:
-            barrier = (WaitCode.BEHIND_PINNED, task.name)
-        elif policy == STRICT_FIFO:
-            barrier = (WaitCode.BEHIND_HEAD, task.name)
+        block_behind(task)
     return plan

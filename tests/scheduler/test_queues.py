@@ -44,7 +44,7 @@ def test_a_task_that_can_never_fit_does_not_block_a_strict_queue():
     assert plan.waits[1].code == WaitCode.NEVER_FITS
 
 
-def test_a_held_external_port_makes_the_task_wait_without_blocking():
+def test_a_held_external_port_makes_the_task_wait():
     tasks = [QueuedTask(1, "a", 2, 1, external_port=30001), QueuedTask(2, "b", 2, 1, external_port=30001)]
     plan = plan_queue(machines=NODES, queue=tasks, policy=STRICT_FIFO, ports_in_use={30001}, explain=True)
     assert plan.placements == {}
@@ -52,6 +52,29 @@ def test_a_held_external_port_makes_the_task_wait_without_blocking():
     # Two queued tasks asking for one free port: only the first gets it.
     plan = plan_queue(machines=NODES, queue=tasks, policy=STRICT_FIFO)
     assert list(plan.placements) == [1]
+
+
+def test_a_head_waiting_for_its_port_is_not_overtaken_under_strict_fifo():
+    tasks = [QueuedTask(1, "a", 2, 1, external_port=30001), QueuedTask(2, "b", 2, 1)]
+    plan = plan_queue(machines=NODES, queue=tasks, policy=STRICT_FIFO, ports_in_use={30001}, explain=True)
+    assert plan.placements == {}
+    assert plan.waits[2].code == WaitCode.BEHIND_HEAD and plan.waits[2].blocker == "a"
+
+
+def test_a_task_waiting_for_its_port_is_overtaken_under_best_effort_unless_pinned():
+    tasks = [QueuedTask(1, "a", 2, 1, external_port=30001), QueuedTask(2, "b", 2, 1)]
+    plan = plan_queue(machines=NODES, queue=tasks, policy=BEST_EFFORT_FIFO, ports_in_use={30001})
+    assert list(plan.placements) == [2]
+    tasks[0] = QueuedTask(1, "a", 2, 1, pinned=True, external_port=30001)
+    plan = plan_queue(machines=NODES, queue=tasks, policy=BEST_EFFORT_FIFO, ports_in_use={30001}, explain=True)
+    assert plan.placements == {}
+    assert plan.waits[2].code == WaitCode.BEHIND_PINNED
+
+
+def test_a_pinned_task_that_can_never_fit_still_blocks():
+    plan = plan_queue(machines=NODES, queue=queue(9, 2, pinned={1}), policy=BEST_EFFORT_FIFO, explain=True)
+    assert plan.placements == {}
+    assert plan.waits[2].code == WaitCode.BEHIND_PINNED and plan.waits[2].blocker == "t1"
 
 
 def test_without_explain_the_pass_stops_at_the_barrier_with_the_same_placements():
