@@ -12,7 +12,7 @@ from .access import check_action
 from .exceptions import InvalidTransition
 from .models import Task, TaskEvent, TaskMount
 from .states import TRANSITIONS, Action
-from .validation import validate_task_config
+from .validation import NAME_MAX_LENGTH, clean_mount_path, validate_task_config
 
 CONFIG_FIELDS = (
     "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
@@ -46,7 +46,7 @@ def _normalise(data):
 def _write_mounts(task, mounts):
     task.mounts.all().delete()
     TaskMount.objects.bulk_create(
-        TaskMount(task=task, storage=m["storage"], mount_path=m["mount_path"]) for m in mounts
+        TaskMount(task=task, storage=m["storage"], mount_path=clean_mount_path(m["mount_path"])) for m in mounts
     )
 
 
@@ -120,7 +120,8 @@ def task_copy(*, task, user, overrides=None):
         raise ValidationError(errors)
     data = {**task_config(task), **overrides}
     if "name" not in overrides:
-        data["name"] = _("%(name)s (copy)") % {"name": task.name}
+        suffix = _(" (copy)")
+        data["name"] = task.name[: NAME_MAX_LENGTH - len(suffix)] + suffix
     new = task_create(user=user, data=data)
     event_record(task=new, operation="copy", actor=user, message=_("Copied from task #%(id)s.") % {"id": task.pk})
     return new

@@ -21,6 +21,7 @@ UNIT_BYTES = {
     "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
 }
 SYSTEM_PATHS = ("/dev", "/proc", "/sys")
+NAME_MAX_LENGTH = 100  # Task.name's max_length
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?)"
@@ -95,12 +96,17 @@ def check_env(env, memory_bytes=None):
     return errors
 
 
+def clean_mount_path(path):
+    """The path as the container runtime reads it: ``//data/`` and ``/data`` are one path."""
+    return normpath(re.sub("/+", "/", path))
+
+
 def check_mount_path(path):
     if not isinstance(path, str) or not path.startswith("/"):
         return [_("The mount path “%(path)s” must be absolute.") % {"path": path}]
     if ".." in path.split("/"):
         return [_("The mount path “%(path)s” must not contain “..”.") % {"path": path}]
-    clean = normpath(path)
+    clean = clean_mount_path(path)
     if clean == "/" or any(clean == p or clean.startswith(p + "/") for p in SYSTEM_PATHS):
         return [_("The mount path “%(path)s” would shadow a system path (/, /dev, /proc, /sys).") % {"path": path}]
     return []
@@ -110,7 +116,7 @@ def check_mount_paths(paths):
     errors, seen = [], set()
     for path in paths:
         errors.extend(check_mount_path(path))
-        clean = normpath(path) if isinstance(path, str) else path
+        clean = clean_mount_path(path) if isinstance(path, str) else path
         if clean in seen:
             errors.append(_("The mount path %(path)s is used more than once.") % {"path": path})
         seen.add(clean)
@@ -147,8 +153,11 @@ def validate_task_config(*, user, data, task=None):
         if messages:
             errors.setdefault(field, []).extend(messages)
 
-    if not str(data.get("name") or "").strip():
+    name = str(data.get("name") or "").strip()
+    if not name:
         add("name", [_("A name is required.")])
+    elif len(name) > NAME_MAX_LENGTH:
+        add("name", [_("The name must be at most %(max)s characters.") % {"max": NAME_MAX_LENGTH}])
 
     project = data.get("project")
     if project is None or not Project.objects.of_member(user).filter(pk=project.pk).exists():

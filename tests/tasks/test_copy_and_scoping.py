@@ -44,6 +44,12 @@ def test_copy_cannot_change_task_type_or_project(world, field):
     assert Task.objects.count() == 1
 
 
+def test_copy_of_a_long_name_still_fits(world):
+    source = task_create(user=world.member, data=task_data(world, name="n" * 100))
+    copy = task_copy(task=source, user=world.member)
+    assert len(copy.name) == 100 and copy.name.endswith(" (copy)")
+
+
 def test_copy_is_validated_again(world):
     source = task_create(user=world.member, data=task_data(world))
     with pytest.raises(ValidationError):

@@ -38,6 +38,10 @@ BAD_INPUTS = [
     ("mount-dev", {"mounts_paths": ["/dev"]}, "mounts", "shadow a system path"),
     ("mount-proc-sub", {"mounts_paths": ["/proc/x"]}, "mounts", "shadow a system path"),
     ("mount-sys", {"mounts_paths": ["/sys"]}, "mounts", "shadow a system path"),
+    ("mount-double-slash-root", {"mounts_paths": ["//"]}, "mounts", "shadow a system path"),
+    ("mount-double-slash-proc", {"mounts_paths": ["//proc"]}, "mounts", "shadow a system path"),
+    ("mount-double-slash-repeat", {"mounts_paths": ["/data", "//data"]}, "mounts", "more than once"),
+    ("name-too-long", {"name": "x" * 101}, "name", "at most 100 characters"),
     ("name-empty", {"name": "  "}, "name", "required"),
 ]
 
