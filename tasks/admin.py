@@ -7,13 +7,15 @@ Admin edits a task's configuration through the same service and validation as th
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .exceptions import OperationRefused
 from .models import Task, TaskEvent, TaskInstance, TaskMount
-from .services import CONFIG_FIELDS, task_config
+from .services import CONFIG_FIELDS, task_config, task_delete, task_update
+from .states import Action, state_allows
 from .validation import validate_task_config
 
 
@@ -90,15 +92,33 @@ class TaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def save_model(self, request, obj, form, change):
-        from .services import task_update
+    def has_delete_permission(self, request, obj=None):
+        # Only a task that holds nothing and is not queued may go (the service checks again, under lock).
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or state_allows(Action.DELETE, obj.status))
 
+    def delete_model(self, request, obj):
+        task_delete(task=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for task in queryset:
+            try:
+                task_delete(task=task, user=request.user)
+            except OperationRefused as refused:
+                self.message_user(request, refused.message, messages.ERROR)
+
+    def save_model(self, request, obj, form, change):
+        """Through the service: the edit is validated and recorded as the manager's."""
         data = {field: form.cleaned_data[field] for field in form.changed_data if field in CONFIG_FIELDS}
+        task_update(task=obj, user=request.user, data=data)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
-            task_update(task=obj, user=obj.owner, data=data)
+            return super().changeform_view(request, object_id, form_url, extra_context)
         except OperationRefused as refused:
-            # The form validated, but the task moved meanwhile: say so rather than save half.
+            # The form validated, but the task moved meanwhile (it was started): nothing was saved.
             self.message_user(request, refused.message, messages.ERROR)
+            return HttpResponseRedirect(request.path)
 
     def _each(self, request, queryset, operation, done_message):
         from scheduler import services

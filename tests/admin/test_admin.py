@@ -137,7 +137,40 @@ def test_admin_edit_uses_the_shared_validation(world, manager_client):
     assert response.status_code == 302, response.context["adminform"].form.errors
     task.refresh_from_db()
     assert task.image == "registry.example.com/team/model:v2"
-    assert task.events.filter(operation="edit").exists()
+    assert task.events.get(operation="edit").actor.is_staff  # recorded as the manager's edit
+
+
+def test_admin_edit_of_a_task_that_started_meanwhile_saves_nothing(world, manager_client):
+    task = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member)
+    url = reverse("admin:tasks_task_change", args=[task.pk])
+    form = manager_client.get(url).context["adminform"].form
+    data = {name: ("" if form.initial.get(name) is None else form.initial.get(name)) for name in form.fields}
+    data.update({"image": "registry.example.com/team/model:v3", "env": "[]", "command": "[]", "args": "[]",
+                 "virtual_cluster": world.vc.pk, "external_port": ""})
+    for prefix in ("mounts", "instances", "events"):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    task_start(task=task, user=world.member)
+    response = manager_client.post(url, data, follow=True)
+    assert "it is deploying" in response.content.decode()
+    task.refresh_from_db()
+    assert task.image == "registry.example.com/team/model:v1"
+
+
+def test_admin_deletes_only_idle_tasks_and_through_the_service(world, manager, manager_client):
+    manager.is_superuser = True  # delete_task is not a managers' permission; a superuser has it
+    manager.save()
+    idle = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member, name="idle")
+    running = _start(world, name="busy")
+    assert manager_client.get(reverse("admin:tasks_task_delete", args=[running.pk])).status_code == 403
+    changelist = reverse("admin:tasks_task_changelist")
+    refused = manager_client.post(
+        changelist, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [idle.pk, running.pk], "post": "yes"}
+    )
+    assert refused.status_code == 403  # Django refuses the whole bulk delete when one may not go
+    assert set(Task.objects.values_list("name", flat=True)) == {"idle", "busy"}
+    manager_client.post(changelist, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [idle.pk], "post": "yes"})
+    assert set(Task.objects.values_list("name", flat=True)) == {"busy"}
+    assert Task.objects.get(name="busy").instances.exists()
 
 
 def test_cordon_action_marks_machines(world, manager_client):
