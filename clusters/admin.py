@@ -1,5 +1,6 @@
 """Managers set up the GPU world here: projects, virtual clusters and machines, storages, grants."""
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils.translation import gettext_lazy as _
@@ -29,8 +30,28 @@ class ProjectAdmin(admin.ModelAdmin):
         return obj._tasks
 
 
+class NodeForm(forms.ModelForm):
+    """A machine's capacity cannot drop below what its running instances use."""
+
+    class Meta:
+        model = Node
+        fields = "__all__"
+
+    def clean_sku_capacity(self):
+        capacity = self.cleaned_data["sku_capacity"]
+        if self.instance.pk:
+            used = TaskInstance.objects.holding().filter(node=self.instance).aggregate(s=Sum("sku_count"))["s"] or 0
+            if capacity < used:
+                raise forms.ValidationError(
+                    _("Tasks holding GPUs use %(used)s SKUs of this machine; stop them before shrinking it.")
+                    % {"used": used}
+                )
+        return capacity
+
+
 class NodeInline(admin.TabularInline):
     model = Node
+    form = NodeForm
     extra = 0
     fields = ("name", "gpu_type", "sku_capacity", "schedulable")
 
@@ -83,11 +104,16 @@ def _machines_changed(virtual_cluster):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    form = NodeForm
     list_display = ("name", "virtual_cluster", "gpu_type", "sku_capacity", "schedulable")
     list_filter = ("virtual_cluster", "gpu_type", "schedulable")
     list_editable = ("schedulable",)
     search_fields = ("name",)
     actions = ["cordon", "uncordon"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A machine stays in its virtual cluster: moving it would carry running instances into another queue.
+        return ("virtual_cluster",) if obj is not None else ()
 
     def save_model(self, request, obj, form, change):
         from scheduler.services import node_changed

@@ -207,3 +207,16 @@ def test_uncordoning_a_machine_starts_a_queued_task(world, manager_client):
     )
     waiting.refresh_from_db()
     assert waiting.status == Status.DEPLOYING
+
+
+def test_a_machine_cannot_shrink_below_what_runs_on_it_nor_change_cluster(world, manager_client):
+    task = _start(world, sku_count=6)
+    node = task.instances.get().node
+    url = reverse("admin:clusters_node_change", args=[node.pk])
+    data = {"name": node.name, "gpu_type": node.gpu_type, "sku_capacity": 4, "schedulable": "on"}
+    response = manager_client.post(url, data)
+    assert "use 6 SKUs of this machine" in response.content.decode()
+    node.refresh_from_db()
+    assert node.sku_capacity == 8
+    assert manager_client.post(url, {**data, "sku_capacity": 6}).status_code == 302
+    assert "virtual_cluster" not in manager_client.get(url).context["adminform"].form.fields
