@@ -138,11 +138,11 @@ class ShellWordsField(forms.CharField):
 class TaskForm(forms.Form):
     """SPEC's create form. ``locked`` fields keep the source's value (copy and edit keep task type and project)."""
 
-    name = forms.CharField(label=_("Task name"), max_length=100, required=False)
+    name = forms.CharField(label=_("Task name"), required=False)
     project = GrantedChoiceField(Project.objects.none(), lookup=Project.objects.all(), label=_("Project"))
     task_type = forms.ChoiceField(label=_("Task type"), choices=TaskType.choices, initial=TaskType.INFERENCE)
     image = forms.CharField(
-        label=_("Image"), max_length=500, required=False,
+        label=_("Image"), required=False,
         widget=forms.TextInput(attrs={"placeholder": "192.168.99.199:8080/team/vllm:0.6.0", "spellcheck": "false"}),
     )
     virtual_cluster = GrantedChoiceField(

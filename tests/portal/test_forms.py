@@ -46,6 +46,7 @@ def test_a_valid_form_creates_the_task_and_opens_it(member_client, world):
     ("overrides", "field", "message"),
     [
         ({"name": "  "}, "name", "A name is required"),
+        ({"name": "x" * 101}, "name", "The name must be at most 100 characters"),
         ({"image": "docker.io/library/nginx:1"}, "image", "Images must come from an allowed registry: registry.example.com"),
         ({"image": "nginx:latest"}, "image", "allowed registry"),
         ({"image": "registry.example.com/Bad Image"}, "image", "is not a valid image reference"),
