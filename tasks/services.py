@@ -76,6 +76,15 @@ def _lock(task):
     return Task.objects.select_for_update().select_related("virtual_cluster", "project").get(pk=task.pk)
 
 
+def grants_holder(*, task, user):
+    """Whose grants an edit of ``task`` by ``user`` is checked against.
+
+    The configuration must be valid for whoever runs the task: a member edits with their own
+    grants; a manager outside the project edits on behalf of the task's owner.
+    """
+    return user if task.project.members.filter(pk=user.pk).exists() else task.owner
+
+
 @transaction.atomic
 def task_update(*, task, user, data):
     """Edit a task's configuration; only while it holds nothing and is not queued."""
@@ -86,10 +95,7 @@ def task_update(*, task, user, data):
         if field in data and data[field] != getattr(task, field):
             raise ValidationError({field: [_("This field cannot be changed after creation.")]})
     merged = _normalise(merged)
-    # The configuration must be valid for whoever runs the task: a member edits with their own
-    # grants; a manager outside the project edits on behalf of the task's owner.
-    editor = user if task.project.members.filter(pk=user.pk).exists() else task.owner
-    validate_task_config(user=editor, data=merged, task=task)
+    validate_task_config(user=grants_holder(task=task, user=user), data=merged, task=task)
     for field in CONFIG_FIELDS:
         setattr(task, field, merged[field])
     task.save()

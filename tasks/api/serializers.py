@@ -31,7 +31,9 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         super().__init__(error_messages=messages, **kwargs)
 
     def get_queryset(self):
-        return getattr(super().get_queryset(), self.scope)(self.context["request"].user)
+        # An edit is checked against the grants of whoever the service checks it for (tasks.services.grants_holder).
+        user = self.context.get("grants_holder") or self.context["request"].user
+        return getattr(super().get_queryset(), self.scope)(user)
 
 
 class EnvVarSerializer(serializers.Serializer):

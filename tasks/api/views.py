@@ -104,8 +104,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         queued = [task for task in tasks if task.status == Status.QUEUED]
         return queue_info_for(queued) if queued else {}
 
-    def _input(self, *, partial):
-        serializer = self.get_serializer(data=self.request.data, partial=partial)
+    def _input(self, *, partial, grants_holder=None):
+        context = {**self.get_serializer_context(), "grants_holder": grants_holder}
+        serializer = self.get_serializer(data=self.request.data, partial=partial, context=context)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
@@ -119,7 +120,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return self._answer(task, status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
-        task = services.task_update(task=self.get_object(), user=request.user, data=self._input(partial=True))
+        task = self.get_object()
+        holder = services.grants_holder(task=task, user=request.user)
+        task = services.task_update(task=task, user=request.user, data=self._input(partial=True, grants_holder=holder))
         return self._answer(task)
 
     def destroy(self, request, pk=None):

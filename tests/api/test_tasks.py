@@ -301,3 +301,14 @@ def test_a_session_must_send_its_csrf_token_to_change_anything(world, idle_task)
     browser.get("/api/v1/docs/")  # any page that hands out the CSRF cookie
     token = browser.cookies["csrftoken"].value
     assert browser.post(url, HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_manager_outside_the_project_edits_with_the_owners_grants(world, manager_api, idle_task):
+    """The serializer resolves relations against the same grants the service checks (the owner's)."""
+    answer = manager_api.patch(
+        f"/api/v1/tasks/{idle_task.pk}/",
+        {"project": world.project.pk, "virtual_cluster": world.vc.pk, "description": "ops"}, format="json",
+    )
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["description"] == "ops"
