@@ -207,9 +207,31 @@ def test_deploy_timeout_fails_the_task(kube, kube_runtime, task, settings):
 
 def test_teardown_removes_everything_and_replays(kube, kube_runtime, task):
     kube_runtime.apply(task)
+    Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task that holds nothing
     kube_runtime.teardown(task)
     assert kube.objects("pods") == {} and kube.objects("services") == {}
     kube_runtime.teardown(task)  # 404s are success
+
+
+def test_a_late_teardown_of_an_earlier_run_spares_the_run_started_since(kube, kube_runtime, task):
+    """Stop, then start again before the stop's teardown ran: the new run's pods (same names) stay."""
+    kube_runtime.apply(task)
+    old_instances = {str(pk) for pk in task.instances.values_list("pk", flat=True)}
+    # The new run: fresh instance rows (new ids), a task holding GPUs again, its pods applied over the old names.
+    rows = list(task.instances.all())
+    task.instances.all().delete()
+    for row in rows:
+        row.pk = None
+        row.save()
+    Task.objects.filter(pk=task.pk).update(status=Status.DEPLOYING)
+    for name in list(kube.objects("pods")):
+        kube.call(lambda k, name=name: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", name)).delete())
+    kube_runtime.apply(task)
+    new_instances = {pod["metadata"]["labels"]["deploy-portal/instance-id"] for pod in kube.objects("pods").values()}
+    assert new_instances and not new_instances & old_instances
+
+    kube_runtime.teardown(task)  # the earlier run's teardown, arriving late
+    assert len(kube.objects("pods")) == 2 and len(kube.objects("services")) == 1
 
 
 def test_reconcile_fails_a_task_whose_pod_vanished_and_removes_unknown_workloads(kube, kube_runtime, task, placed):

@@ -273,11 +273,23 @@ class KubernetesRuntime(Runtime):
 
     # -- teardown ----------------------------------------------------------------------
     def teardown(self, task):
-        names = {pod["metadata"]["name"] for pod in self._pods(task_selector(task.pk), task.pk)}
-        names |= {pod_name(task.pk, instance.index) for instance in task.instances.all()}
+        """Remove the task's pods and Service, except those of a run started anew meanwhile.
+
+        Pod names repeat across runs of a task, so the instance label decides: the instances of a
+        run that holds GPUs now (read afresh, after the slow log archive) are left alone.
+        """
+        live = _live_instance_ids(task.pk)
+        names = {
+            pod["metadata"]["name"]
+            for pod in self._pods(task_selector(task.pk), task.pk)
+            if _labels(pod).get(INSTANCE_LABEL) not in live
+        }
+        if not live:
+            names |= {pod_name(task.pk, instance.index) for instance in task.instances.all()}
         for name in sorted(names):
             self._delete(self.core.delete_namespaced_pod, name)
-        self._delete(self.core.delete_namespaced_service, service_name(task.pk))
+        if not live:
+            self._delete(self.core.delete_namespaced_service, service_name(task.pk))
 
     def workloads(self):
         found = []
@@ -350,3 +362,10 @@ class KubernetesRuntime(Runtime):
                 response.release_conn()
 
         return chunks()
+
+
+def _live_instance_ids(task_id):
+    """Instance ids (as label strings) of the task's run that holds GPUs now; empty when it holds none."""
+    return {
+        str(pk) for pk in TaskInstance.objects.holding().filter(task_id=task_id).values_list("pk", flat=True)
+    }
