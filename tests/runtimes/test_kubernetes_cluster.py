@@ -12,7 +12,7 @@ import time
 import pytest
 
 from scheduler.runtimes import operations
-from tasks.models import InstanceStatus
+from tasks.models import InstanceStatus, Task
 from tasks.states import Status
 
 pytestmark = [
@@ -92,6 +92,7 @@ def test_apply_ready_logs_and_teardown(cluster, on_gpu_node):
         assert [o.status for o in runtime.observe(task)] == [InstanceStatus.READY]
         assert isinstance(runtime.read_log(task.instances.get(), tail=10), str)
     finally:
+        Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
         runtime.teardown(task)
     assert eventually(lambda: not [w for w in runtime.workloads() if w.task_id == task.pk], 120)
 
@@ -105,4 +106,5 @@ def test_an_image_that_cannot_be_pulled_fails_fast(cluster, on_gpu_node):
         task.refresh_from_db()
         assert "cannot be pulled" in task.status_message
     finally:
+        Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
         runtime.teardown(task)
