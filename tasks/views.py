@@ -27,7 +27,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from clusters.models import VirtualCluster
 from scheduler import selectors
 from scheduler import services as scheduler
-from scheduler.runtimes.logs import instance_log_text
+from scheduler.runtimes.logs import instance_log_attachment, instance_log_text
 
 from . import services
 from .access import allowed_actions, check_action
@@ -292,7 +292,7 @@ def instance_log_download(request, pk):
     instance = _visible_instance(request, pk)
     # The whole log as it is now: a download must end, even while the instance keeps writing.
     response = HttpResponse(instance_log_text(instance), content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{instance.task.name}-{instance.index}.log"'
+    response["Content-Disposition"] = instance_log_attachment(instance)
     return response
 
 

@@ -9,6 +9,8 @@ import logging
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
 
 from tasks.models import TaskInstance
 
@@ -45,6 +47,15 @@ def instance_log_text(instance, tail=None) -> str:
         except LookupError:
             pass
     return tail_lines(instance.log_archive, tail)
+
+
+def instance_log_attachment(instance):
+    """The Content-Disposition of an instance's log download: ``<task-slug>-<task id>-<index>.log``.
+
+    Safe for any task name (newlines, quotes, Chinese): the name is slugified, the header encoded by Django.
+    """
+    filename = f"{slugify(instance.task.name, allow_unicode=True) or 'task'}-{instance.task_id}-{instance.index}.log"
+    return content_disposition_header(as_attachment=True, filename=filename)
 
 
 def instance_log_stream(instance):

@@ -5,8 +5,6 @@ while it is queued, its ``queue_position`` and ``pending_reason``.
 """
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header
-from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +16,7 @@ from rest_framework.response import Response
 
 from deploy_portal.api_schema import DETAIL
 from scheduler import services as scheduler_services
-from scheduler.runtimes.logs import instance_log_text
+from scheduler.runtimes.logs import instance_log_attachment, instance_log_text
 from scheduler.selectors import queue_info_for
 from tasks import services
 from tasks.access import check_action
@@ -236,6 +234,5 @@ class InstanceViewSet(viewsets.GenericViewSet):
         data = text.encode()
         chunks = (data[i:i + LOG_CHUNK_BYTES] for i in range(0, len(data), LOG_CHUNK_BYTES))
         response = StreamingHttpResponse(chunks, content_type=content_type)
-        filename = f"{slugify(instance.task.name) or 'task'}-{instance.task_id}-{instance.index}.log"
-        response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
+        response["Content-Disposition"] = instance_log_attachment(instance)
         return response

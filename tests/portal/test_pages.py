@@ -190,8 +190,23 @@ def test_the_instances_tab_lists_instances_with_their_logs(member_client, world)
     assert log["Content-Type"].startswith("text/plain")
     assert log.content.decode() == "line 2\n<script>alert(1)</script>\n"
     download = member_client.get(reverse("portal:instance-log-download", args=[instance.pk]))
-    assert download["Content-Disposition"] == f'attachment; filename="{task.name}-0.log"'
+    assert download["Content-Disposition"] == f'attachment; filename="{task.name}-{task.pk}-0.log"'
     assert download.content.decode().startswith("line 1\n")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name,header", [
+    ("千问 72B", "attachment; filename*=utf-8''%E5%8D%83%E9%97%AE-72b-{pk}-0.log"),
+    ('say "hi"', 'attachment; filename="say-hi-{pk}-0.log"'),
+    ("a\nb", 'attachment; filename="a-b-{pk}-0.log"'),
+])
+def test_a_log_download_is_named_safely_whatever_the_task_name(member_client, world, name, header):
+    task = _task(world, status=Status.STOPPED)
+    type(task).objects.filter(pk=task.pk).update(name=name)
+    instance = _instance(task, world.nodes[0], status=InstanceStatus.TERMINATED, log_archived=True, log_archive="x\n")
+    download = member_client.get(reverse("portal:instance-log-download", args=[instance.pk]))
+    assert download.status_code == 200
+    assert download["Content-Disposition"] == header.format(pk=task.pk)
 
 
 @pytest.mark.django_db
