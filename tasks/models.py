@@ -60,7 +60,8 @@ class Task(models.Model):
         ]
         indexes = [
             models.Index(fields=["virtual_cluster", "status", "pinned", "queued_at"], name="task_queue_idx"),
-            models.Index(fields=["status"], name="task_status_idx"),
+            # With the id: the held-SKU aggregate joins instances to the holding tasks from this index alone.
+            models.Index(fields=["status", "id"], name="task_status_idx"),
             # The task lists' default order: their first page is read from the index, not a sort of every task.
             models.Index(fields=["-created_at", "-id"], name="task_list_order_idx"),
         ]

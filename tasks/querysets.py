@@ -1,5 +1,6 @@
 from django.db import models
 
+from clusters.models import Project
 from clusters.querysets import is_manager
 
 from .states import HOLDING, Status
@@ -12,7 +13,10 @@ class TaskQuerySet(models.QuerySet):
             return self.none()
         if is_manager(user):
             return self.all()
-        return self.filter(project__members=user)
+        # A subquery on the membership table rather than a join through projects: the count of a long
+        # list then reads the project index alone.
+        memberships = Project.members.through.objects.filter(user_id=user.pk).values("project_id")
+        return self.filter(project_id__in=memberships)
 
     def holding(self):
         """Tasks whose instances hold GPUs right now."""

@@ -126,7 +126,8 @@ def populate(total, queued, rng):
         for i, node in placements
     )
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # What autovacuum does after a bulk load: statistics, and the visibility map index-only scans need.
+        cursor.execute("VACUUM ANALYZE")
     return Token.objects.create(user=member).key
 
 
@@ -152,14 +153,17 @@ def measure(path, token, requests):
         status, body = call(path, token)
         if status != 200:
             raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
-    timings, cpu, queries = [], [], set()
-    for _ in range(requests):
+    queries = set()
+    for _ in range(5):  # counted apart: capturing SQL is not part of a request's cost
         with CaptureQueriesContext(connection) as captured:
-            started, started_cpu = time.perf_counter(), time.process_time()
             call(path, token)
-            timings.append((time.perf_counter() - started) * 1000)
-            cpu.append((time.process_time() - started_cpu) * 1000)
         queries.add(len(captured.captured_queries))
+    timings, cpu = [], []
+    for _ in range(requests):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        call(path, token)
+        timings.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
     timings.sort()
     return {
         "p50_ms": round(statistics.median(timings), 2),
