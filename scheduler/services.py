@@ -73,14 +73,22 @@ class _Ports:
     def __init__(self):
         self._used = None
 
-    @property
-    def used(self):
+    def lock(self):
+        """Take the port lock (held to the end of the transaction) and read the held ports, once."""
         if self._used is None:
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PORT_LOCK_KEY])
             self._used = held_ports()
-        return self._used
+        return self
+
+    @property
+    def used(self):
+        return self.lock()._used
+
+    def release(self, port):
+        """A port freed in this transaction (a killed task's): others may take it now."""
+        self.used.discard(port)
 
     def for_queue(self, queue):
         return self.used if any(t.external_port is not None for t in queue) else frozenset()
@@ -292,6 +300,22 @@ def _cannot_fit(task, choice):
     }
 
 
+def _port_clash(task, victims):
+    """Why ``task`` cannot take its fixed external port even once ``victims`` are killed, else None."""
+    if not task.expose_port or task.external_port is None:
+        return None
+    holder = (
+        Task.objects.holding().filter(endpoint_port=task.external_port).exclude(pk__in=list(victims))
+        .values_list("name", flat=True).first()
+    )
+    if holder is None:
+        return None
+    return _(
+        "Task “%(task)s” cannot be force-started: its external port %(port)s is used by “%(other)s”, "
+        "which a force start does not kill; stop that task or give this one another port."
+    ) % {"task": task.name, "port": task.external_port, "other": holder}
+
+
 def _victim_list(ids, *, lock=False):
     rows = Task.objects.select_related("owner")
     if lock:
@@ -308,6 +332,9 @@ def task_force_start_preview(*, task, user):
     choice = _victim_choice(cluster_states(clusters, with_queue=False)[task.virtual_cluster_id], task)
     if not choice.fits:
         return ForceStartPreview(fits=False, victims=[], reason=_cannot_fit(task, choice))
+    clash = _port_clash(task, choice.victims)
+    if clash is not None:
+        return ForceStartPreview(fits=False, victims=[], reason=clash)
     victims = _victim_list(choice.victims)
     if not victims:
         reason = _("It fits now; no task has to be killed.")
@@ -350,18 +377,22 @@ def task_force_start(*, task, user):
         choice = _victim_choice(state, task)
         if not choice.fits:
             raise OperationRefused(_cannot_fit(task, choice))
+        ports = _Ports().lock()  # before the check: no other decision hands out a port until this one commits
+        clash = _port_clash(task, choice.victims)
+        if clash is not None:
+            raise OperationRefused(clash)
         victims = _victim_list(choice.victims, lock=True)
         why = _("Killed to make room for “%(task)s”, force-started by %(manager)s.") % {
             "task": task.name, "manager": user.get_username(),
         }
         for victim in victims:
+            ports.release(victim.endpoint_port)
             task_transition(
                 task=victim, transition="kill", actor=user, operation="kill", message=why,
                 endpoint_port=None, status_message=why,
             )
             dispatch.teardown_after_commit(victim.pk)
         _mail_victims(victims, task, user)
-        ports = _Ports()
         message = _("Force-started; killed: %(tasks)s.") % {"tasks": ", ".join(v.name for v in victims) or "—"}
         _place({task.pk: (state, list(choice.placement))}, ports, {task.pk: ("place", user, Action.FORCE_START, message)})
         if victims:

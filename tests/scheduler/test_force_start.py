@@ -122,3 +122,34 @@ def test_managers_only_and_the_pinned_task_only(full):
     with pytest.raises(InvalidTransition, match="not pinned"):
         task_force_start(task=waiting, user=full.manager)
     assert killed() == set()
+
+
+def pinned_on_port(cluster, sku_count, port):
+    task = cluster.task(sku_count=sku_count, name="urgent", expose_port=True, external_port=port)
+    assert task_start(task=task, user=cluster.owner).status == Status.QUEUED
+    return task_pin(task=task, user=cluster.manager)
+
+
+def test_refused_with_nothing_killed_when_its_external_port_is_held_outside_the_victims(full, make_cluster):
+    urgent = pinned_on_port(full, 4, 31500)
+    holder = running(make_cluster(8), 1, minutes_ago=1, name="port-holder", expose_port=True, external_port=31500)
+    preview = task_force_start_preview(task=urgent, user=full.manager)
+    assert not preview.fits and preview.victims == []
+    assert "31500" in preview.reason and "“port-holder”" in preview.reason
+    with pytest.raises(OperationRefused, match="“port-holder”") as refused:
+        task_force_start(task=urgent, user=full.manager)
+    assert str(refused.value.args[0]) == str(preview.reason)
+    assert killed() == set()
+    assert Task.objects.get(pk=urgent.pk).status == Status.QUEUED
+    assert Task.objects.get(pk=holder.pk).status == Status.RUNNING
+
+
+def test_a_victim_holding_its_external_port_frees_it(full):
+    urgent = pinned_on_port(full, 4, 31501)
+    # As if big had been started on that port first (a start is refused a port a running task holds).
+    Task.objects.filter(pk=full.big.pk).update(expose_port=True, external_port=31501, endpoint_port=31501)
+    preview = task_force_start_preview(task=urgent, user=full.manager)
+    assert preview.fits and [t.pk for t in preview.victims] == [full.big.pk]
+    started = task_force_start(task=urgent, user=full.manager)
+    assert killed() == {full.big.pk}
+    assert (started.status, started.endpoint_port) == (Status.DEPLOYING, 31501)
