@@ -3,11 +3,22 @@
 The choice is minimal by removal (sparing any one victim would leave the task unable to fit). Among
 such choices it prefers fewer victims, then the most recently started ones: candidate sets are tried
 by size, and within one size in the order of ``itertools.combinations`` over the holders ranked most
-recently started first, so the first set that fits is the preferred one. When the holders are so
-many that this exact search would exceed ``budget`` fit checks, a greedy choice (most recently started
-first until the task fits) is pruned by removal instead, which keeps the result minimal by removal.
+recently started first, so the first set that fits is the preferred one.
+
+When the holders are so many that this exact search would exceed ``budget`` fit checks, machines are
+looked at one by one instead — what a machine's holders free is what makes room on it:
+
+- one instance (the usual force start) fits once one machine has room, so the best set lies among the
+  holders of one machine: the same exact search per machine, best machine wins (exact again, unless a
+  machine alone holds too many small tasks, where its largest holders are taken first);
+- several instances: per machine, the fewest holders (largest first) for each number of blocks it could
+  offer, combined over machines for the fewest in all;
+- and the greedy choice (most recently started first until the task fits).
+
+Each candidate is pruned by removal (so the result stays minimal by removal), and the preferred one wins.
 """
 
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 from math import comb
@@ -77,18 +88,90 @@ def _search(check, ranked, budget):
     return None
 
 
+def _pruned(check, chosen, ranked):
+    """``chosen`` less every holder it can spare, the longest-running first (we would rather kill recent ones)."""
+    chosen = [h for h in ranked if h in chosen]
+    for holder in reversed(list(chosen)):
+        rest = [h for h in chosen if h is not holder]
+        if check.fits(rest):
+            chosen = rest
+    return chosen
+
+
 def _greedy(check, ranked):
     chosen = []
     for holder in ranked:
         chosen.append(holder)
         if check.fits(chosen):
             break
-    # Spare the longest-running first: we would rather kill the most recently started.
-    for holder in reversed(list(chosen)):
-        rest = [h for h in chosen if h is not holder]
-        if check.fits(rest):
-            chosen = rest
     return chosen
+
+
+def _by_machine(ranked):
+    """{machine id: [(holder, SKUs it holds there)]}, each list in rank order."""
+    held = defaultdict(dict)  # replicas of one task may share a machine: one entry, their SKUs summed
+    for holder in ranked:
+        for machine_id, skus in holder.instances:
+            held[machine_id][holder] = held[machine_id].get(holder, 0) + skus
+    return {machine_id: list(on.items()) for machine_id, on in held.items()}
+
+
+def _largest_first(on):
+    """A machine's holders, the most SKUs on it first (then the most recently started: ``on`` is ranked)."""
+    return [holder for holder, _skus in sorted(on, key=lambda pair: -pair[1])]
+
+
+def _one_machine(check, held, budget):
+    """For one instance: the preferred set among the holders of each machine (the budget shared among them)."""
+    found = []
+    share = max(256, budget // max(1, len(check.free)))
+    for machine_id, free in check.free.items():
+        on = held.get(machine_id, [])
+        if free + sum(skus for _holder, skus in on) < check.demand.sku_count:
+            continue  # even emptied, this machine could not host it
+        chosen = _search(check, [holder for holder, _skus in on], share)
+        if chosen is None:
+            chosen = _greedy(check, _largest_first(on))
+        if check.fits(chosen):
+            found.append(chosen)
+    return found
+
+
+def _blocks_by_machine(check, held):
+    """For several instances: the fewest holders, machine by machine, for the blocks the demand needs in all."""
+    k, need = check.demand.sku_count, check.demand.replicas - check.base
+    best = {0: (0, [])}  # blocks gained so far -> (victims, holders)
+    for machine_id, free in check.free.items():
+        options = {}
+        taken, freed = [], 0
+        for holder, skus in sorted(held.get(machine_id, []), key=lambda pair: -pair[1]):
+            taken.append(holder)
+            freed += skus
+            gained = (max(0, free) + freed) // k - max(0, free) // k
+            if gained and gained not in options:
+                options[gained] = list(taken)
+        merged = dict(best)
+        for have, (count, chosen) in best.items():
+            for gained, holders in options.items():
+                total = min(need, have + gained)
+                if total not in merged or count + len(holders) < merged[total][0]:
+                    merged[total] = (count + len(holders), chosen + holders)
+        best = merged
+    return [chosen for _count, chosen in best.values() if check.fits(chosen)]
+
+
+def _preferred(check, ranked, budget):
+    """Over budget: the preferred of the candidates above, each pruned by removal."""
+    held = _by_machine(ranked)
+    candidates = [_greedy(check, ranked), *_blocks_by_machine(check, held)]
+    if check.demand.replicas == 1:
+        candidates += _one_machine(check, held, budget)
+    rank = {holder.task_id: i for i, holder in enumerate(ranked)}
+
+    def preference(chosen):  # fewer first, then the order the exact search tries sets of one size in
+        return len(chosen), sorted(rank[h.task_id] for h in chosen)
+
+    return min((_pruned(check, set(chosen), ranked) for chosen in candidates), key=preference)
 
 
 def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):
@@ -111,7 +194,7 @@ def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):
         ranked = _ranked(useful)
         victims = _search(check, ranked, budget)
         if victims is None:
-            victims = _greedy(check, ranked)
+            victims = _preferred(check, ranked, budget)
     freed = {}
     for holder in victims:
         for machine_id, skus in holder.instances:

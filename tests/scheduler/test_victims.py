@@ -121,3 +121,51 @@ def test_choice_matches_brute_force(scenario):
     for machine in machines:
         assert used.get(machine.id, 0) <= machine.capacity - machine.used + freed.get(machine.id, 0)
         assert machine.schedulable or machine.id not in used
+
+
+def test_over_budget_a_crowded_cluster_still_loses_the_fewest_tasks():
+    """36 holders: one machine of eight small recent tasks, seven machines of four older 2-SKU tasks each."""
+    holders = [Holder(100 + i, 1000 + i, ((0, 1),)) for i in range(8)]
+    holders += [Holder(10 * m + j, 10 * m + j, ((m, 2),)) for m in range(1, 8) for j in range(4)]
+    machines = world(holders, [8] * 8)
+    choice = choose_victims(machines=machines, holders=holders, demand=Demand(8))
+    # Four 2-SKU tasks of one machine, not the eight recent ones: the most recently started such machine (7).
+    assert choice.victims == (73, 72, 71, 70) and choice.placement == (7,)
+
+
+@st.composite
+def crowded(draw, *, spanning):
+    """Scenarios as above, where each holder may span two machines only when ``spanning``."""
+    machines, holders, demand = draw(scenarios())
+    if not spanning:
+        holders = [Holder(h.task_id, h.started_at, h.instances[:1]) for h in holders]
+        machines = world(holders, [m.capacity for m in machines], {m.id for m in machines if not m.schedulable})
+    return machines, holders, demand
+
+
+@settings(max_examples=150, deadline=None)
+@given(crowded(spanning=True))
+def test_over_budget_one_instance_gets_the_same_choice_as_the_exact_search(scenario):
+    machines, holders, demand = scenario
+    demand = Demand(demand.sku_count, 1)
+    exact = choose_victims(machines=machines, holders=holders, demand=demand)
+    assert choose_victims(machines=machines, holders=holders, demand=demand, budget=0) == exact
+
+
+@settings(max_examples=150, deadline=None)
+@given(crowded(spanning=False))
+def test_over_budget_several_instances_lose_the_fewest_tasks_and_no_spare_one(scenario):
+    machines, holders, demand = scenario
+    exact = choose_victims(machines=machines, holders=holders, demand=demand)
+    quick = choose_victims(machines=machines, holders=holders, demand=demand, budget=0)
+    assert quick.fits == exact.fits and len(quick.victims) == len(exact.victims)
+    for victim in quick.victims:
+        assert not fits_without(machines, holders, set(quick.victims) - {victim}, demand)
+
+
+def test_over_budget_replicas_sharing_a_machine_count_once():
+    holders = [Holder(1, 1, ((0, 2), (0, 2))), Holder(2, 2, ((0, 4),)), Holder(3, 3, ((1, 8),))]
+    machines = world(holders, [8, 8])
+    exact = choose_victims(machines=machines, holders=holders, demand=Demand(4))
+    assert choose_victims(machines=machines, holders=holders, demand=Demand(4), budget=0) == exact
+    assert exact.victims == (3,)  # one victim either way: the most recently started
