@@ -23,13 +23,16 @@ class ProjectViewSet(ReadOnlyListViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary=_("Virtual clusters the user may see, with their free and total SKUs and GPUs"))
+    list=extend_schema(
+        summary=_("Virtual clusters granted to the user, with their free and total SKUs and GPUs"),
+        description=_("Only the ones the user may deploy to, managers included; every queue is at `queue/`."),
+    )
 )
 class VirtualClusterViewSet(ReadOnlyListViewSet):
     serializer_class = VirtualClusterSerializer
 
     def get_queryset(self):
-        return VirtualCluster.objects.visible_to(self.request.user)
+        return VirtualCluster.objects.usable_by(self.request.user)
 
     def get_serializer(self, *args, **kwargs):
         kwargs.setdefault("context", self.get_serializer_context())

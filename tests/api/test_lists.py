@@ -88,10 +88,11 @@ def test_projects_storages_and_clusters_are_the_users(world, member_api):
     assert names(member_api.get("/api/v1/virtual-clusters/")) == ["h100"]
 
 
-def test_managers_see_every_virtual_cluster(world, manager_api):
-    VirtualClusterFactory(name="a100")
+def test_managers_list_only_the_virtual_clusters_granted_to_them_and_see_every_queue(world, people, manager_api):
+    VirtualClusterFactory(name="a100", users=[people.manager])
 
-    assert names(manager_api.get("/api/v1/virtual-clusters/")) == ["a100", "h100"]
+    assert names(manager_api.get("/api/v1/virtual-clusters/")) == ["a100"]
+    assert sorted(q["name"] for q in manager_api.get("/api/v1/queue/").json()) == ["a100", "h100"]
 
 
 def test_virtual_clusters_read_free_and_total(world, member_api):

@@ -100,7 +100,7 @@ def test_grid(scene, key, role, expected):
     "url, field, seen",
     [
         ("/tasks/", "name", {"member": 4, "non_member": 0, "manager": 4}),
-        ("/virtual-clusters/", "name", {"member": 2, "non_member": 0, "manager": 2}),
+        ("/virtual-clusters/", "name", {"member": 2, "non_member": 0, "manager": 0}),
         ("/storages/", "name", {"member": 1, "non_member": 0, "manager": 0}),
         ("/projects/", "name", {"member": 1, "non_member": 0, "manager": 0}),
     ],
