@@ -13,8 +13,7 @@ from bisect import insort
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from deploy_portal.sentences import N_, NP_, Sentence, joined
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,13 @@ class Wait:
     blocker: str | None = None
     port: int | None = None
 
-    def text(self):
+    def sentence(self):
+        """The reason, said in each reader's language when stored (deploy_portal.sentences)."""
         return wait_text(self)
+
+    def text(self):
+        """The reason in words of the active language."""
+        return str(wait_text(self))
 
 
 class FreeBlocks:
@@ -177,56 +181,61 @@ def why_not(blocks, demand, *, ahead=0):
 
 
 def _ahead(count):
-    return ngettext("%(count)s task ahead", "%(count)s tasks ahead", count) % {"count": count}
+    return Sentence(NP_("%(count)s task ahead", "%(count)s tasks ahead"), number="count", count=count)
 
 
 def _needs(wait):
     if wait.replicas == 1:
-        return ngettext(
-            "needs %(sku)s SKU on one machine", "needs %(sku)s SKUs on one machine", wait.sku_count
-        ) % {"sku": wait.sku_count}
-    return _("needs %(replicas)s instances of %(sku)s SKUs, each on one machine") % {
-        "replicas": wait.replicas, "sku": wait.sku_count,
-    }
+        return Sentence(
+            NP_("needs %(sku)s SKU on one machine", "needs %(sku)s SKUs on one machine"), number="sku", sku=wait.sku_count
+        )
+    return Sentence(
+        N_("needs %(replicas)s instances of %(sku)s SKUs, each on one machine"), replicas=wait.replicas, sku=wait.sku_count
+    )
 
 
 def never_fits_text(wait):
-    """Why a task could never fit, in words: "needs 9 SKUs on one machine, but the largest machine offers 8"."""
+    """Why a task could never fit, as a Sentence: "needs 9 SKUs on one machine, but the largest machine offers 8"."""
     if wait.largest_capacity == 0:
-        return _("needs %(sku)s SKUs on one machine, but the virtual cluster has no machines") % {"sku": wait.sku_count}
+        return Sentence(N_("needs %(sku)s SKUs on one machine, but the virtual cluster has no machines"), sku=wait.sku_count)
     if wait.sku_count > wait.largest_capacity:
-        return _("needs %(sku)s SKUs on one machine, but the largest machine offers %(largest)s") % {
-            "sku": wait.sku_count, "largest": wait.largest_capacity,
-        }
-    return _("%(needs)s, but even empty the machines could host only %(count)s") % {
-        "needs": _needs(wait), "count": wait.ever_fitting_instances,
-    }
+        return Sentence(
+            N_("needs %(sku)s SKUs on one machine, but the largest machine offers %(largest)s"),
+            sku=wait.sku_count, largest=wait.largest_capacity,
+        )
+    return Sentence(
+        N_("%(needs)s, but even empty the machines could host only %(count)s"),
+        needs=_needs(wait), count=wait.ever_fitting_instances,
+    )
 
 
 def wait_text(wait):
-    """The reason in words, e.g. "needs 4 SKUs on one machine; largest free block is 2 on node-07; 3 tasks ahead"."""
+    """The reason as a Sentence, e.g. "needs 4 SKUs on one machine; largest free block is 2 on node-07; 3 tasks ahead"."""
     if wait.code == WaitCode.NEVER_FITS:
-        return _("can never fit: %(why)s") % {"why": never_fits_text(wait)}
+        return Sentence(N_("can never fit: %(why)s"), why=never_fits_text(wait))
     if wait.code == WaitCode.BEHIND_PINNED:
-        head = _("waits behind the pinned task “%(task)s”") % {"task": wait.blocker}
+        parts = [Sentence(N_("waits behind the pinned task “%(task)s”"), task=wait.blocker)]
     elif wait.code == WaitCode.BEHIND_HEAD:
-        head = _("strict FIFO: waits behind “%(task)s” at the head of the queue") % {"task": wait.blocker}
+        parts = [Sentence(N_("strict FIFO: waits behind “%(task)s” at the head of the queue"), task=wait.blocker)]
     elif wait.code == WaitCode.PORT_IN_USE:
-        head = _("external port %(port)s is in use by another task") % {"port": wait.port}
+        parts = [Sentence(N_("external port %(port)s is in use by another task"), port=wait.port)]
     elif wait.code == WaitCode.PLACEABLE:
-        head = _("GPUs are free; starting shortly")
+        parts = [Sentence(N_("GPUs are free; starting shortly"))]
     elif wait.code == WaitCode.FRAGMENTED:
         if wait.largest_machine is None:
-            largest = _("no machine has a free SKU")
+            largest = Sentence(N_("no machine has a free SKU"))
         else:
-            largest = _("largest free block is %(size)s on %(machine)s") % {
-                "size": wait.largest_free, "machine": wait.largest_machine,
-            }
-        head = f"{_needs(wait)}; {largest}"
+            largest = Sentence(
+                N_("largest free block is %(size)s on %(machine)s"), size=wait.largest_free, machine=wait.largest_machine
+            )
+        parts = [_needs(wait), largest]
         if wait.replicas > 1:
-            head += "; " + _("free blocks fit %(count)s") % {"count": wait.fitting_instances}
+            parts.append(Sentence(N_("free blocks fit %(count)s"), count=wait.fitting_instances))
     else:
-        head = _("needs %(needed)s SKUs in total; %(free)s free") % {
-            "needed": wait.sku_count * wait.replicas, "free": wait.free_total,
-        }
-    return f"{head}; {_ahead(wait.ahead)}"
+        parts = [
+            Sentence(
+                N_("needs %(needed)s SKUs in total; %(free)s free"),
+                needed=wait.sku_count * wait.replicas, free=wait.free_total,
+            )
+        ]
+    return joined(*parts, _ahead(wait.ahead), sep="; ")

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clusters.models import VirtualCluster
+from deploy_portal.sentences import N_, Sentence
 from tasks.access import check_action
 from tasks.exceptions import OperationRefused
 from tasks.models import InstanceStatus, Task, TaskInstance
@@ -68,10 +69,15 @@ def _lock_for_decision(task):
 
 
 class _Ports:
-    """Endpoint ports, read under a transaction-wide lock so no two VCs' decisions pick the same one."""
+    """Endpoint ports, read under a transaction-wide lock so no two VCs' decisions pick the same one.
+
+    Within one pass, a fixed port a VC's plan gives out is ``planned``: the next VCs' plans see it
+    as taken (two queued tasks of different VCs may ask for the same port), until ``_place`` reserves it.
+    """
 
     def __init__(self):
         self._used = None
+        self._planned = set()
 
     def lock(self):
         """Take the port lock (held to the end of the transaction) and read the held ports, once."""
@@ -91,7 +97,11 @@ class _Ports:
         self.used.discard(port)
 
     def for_queue(self, queue):
-        return self.used if any(t.external_port is not None for t in queue) else frozenset()
+        return self.used | self._planned if any(t.external_port is not None for t in queue) else frozenset()
+
+    def plan(self, queue, placements):
+        """Remember the fixed ports of the queued tasks a plan places, for the plans after it."""
+        self._planned.update(t.external_port for t in queue if t.id in placements and t.external_port is not None)
 
     def reserve(self, wanted):
         """Claim ``wanted`` (a fixed external port) or the lowest free one of ``NODEPORT_RANGE``."""
@@ -158,6 +168,7 @@ def _run_pass(clusters, ports=None):
     placements = {}
     for state in cluster_states(clusters).values():
         plan = plan_cluster(state, ports=ports.for_queue(state.queue))
+        ports.plan(state.queue, plan.placements)
         for task_id, node_ids in plan.placements.items():
             placements[task_id] = (state, node_ids)
     return _place(placements, ports)
@@ -213,10 +224,10 @@ def task_start(*, task, user):
         state.queue.append(QueuedTask(task.pk, task.name, task.sku_count, task.replicas, False, wanted))
         plan = plan_cluster(state, explain=True, ports=ports.for_queue(state.queue))
         if task.pk not in plan.placements:
-            reason = plan.waits[task.pk].text()
+            reason = plan.waits[task.pk].sentence()
             task_transition(
                 task=task, transition="enqueue", actor=user, operation=Action.START,
-                message=_("Started and queued: %(reason)s.") % {"reason": reason},
+                message=Sentence(N_("Started and queued: %(reason)s."), reason=reason),
                 queued_at=timezone.now(), status_message="",
             )
         placements = {task_id: (state, node_ids) for task_id, node_ids in plan.placements.items()}
@@ -237,7 +248,7 @@ def task_stop(*, task, user=None, message=""):
         was = task.status
         task_transition(
             task=task, transition="stop", actor=user, operation=Action.STOP, message=message,
-            endpoint_port=None, pinned=False, queued_at=None, status_message=str(message),
+            endpoint_port=None, pinned=False, queued_at=None, status_message=message,
         )
         if was in HOLDING:
             dispatch.teardown_after_commit(task.pk)
@@ -268,12 +279,12 @@ def _set_pinned(*, task, user, action, pinned, message):
 
 def task_pin(*, task, user):
     """Pin a queued task to the head of its VC's queue (managers; one per VC, the refusal names the pinned one)."""
-    return _set_pinned(task=task, user=user, action=Action.PIN, pinned=True, message=_("Pinned to the head of the queue."))
+    return _set_pinned(task=task, user=user, action=Action.PIN, pinned=True, message=Sentence(N_("Pinned to the head of the queue.")))
 
 
 def task_unpin(*, task, user):
     """Unpin the pinned task: it keeps its place by queue time, and the VC's own policy applies again."""
-    return _set_pinned(task=task, user=user, action=Action.UNPIN, pinned=False, message=_("Unpinned."))
+    return _set_pinned(task=task, user=user, action=Action.UNPIN, pinned=False, message=Sentence(N_("Unpinned.")))
 
 
 # --- force start -------------------------------------------------------------------------------------
@@ -382,9 +393,10 @@ def task_force_start(*, task, user):
         if clash is not None:
             raise OperationRefused(clash)
         victims = _victim_list(choice.victims, lock=True)
-        why = _("Killed to make room for “%(task)s”, force-started by %(manager)s.") % {
-            "task": task.name, "manager": user.get_username(),
-        }
+        why = Sentence(
+            N_("Killed to make room for “%(task)s”, force-started by %(manager)s."),
+            task=task.name, manager=user.get_username(),
+        )
         for victim in victims:
             ports.release(victim.endpoint_port)
             task_transition(
@@ -393,7 +405,7 @@ def task_force_start(*, task, user):
             )
             dispatch.teardown_after_commit(victim.pk)
         _mail_victims(victims, task, user)
-        message = _("Force-started; killed: %(tasks)s.") % {"tasks": ", ".join(v.name for v in victims) or "—"}
+        message = Sentence(N_("Force-started; killed: %(tasks)s."), tasks=", ".join(v.name for v in victims) or "—")
         _place({task.pk: (state, list(choice.placement))}, ports, {task.pk: ("place", user, Action.FORCE_START, message)})
         if victims:
             dispatch.schedule_after_commit(task.virtual_cluster_id)
@@ -430,7 +442,7 @@ def task_fail(*, task_id, reason):
         if task is None:
             return None
         task_transition(
-            task=task, transition="fail", message=reason, endpoint_port=None, status_message=str(reason),
+            task=task, transition="fail", message=reason, endpoint_port=None, status_message=reason,
         )
         dispatch.teardown_after_commit(task.pk)
         dispatch.schedule_after_commit(vc_id)

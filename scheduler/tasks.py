@@ -8,8 +8,8 @@ Transient runtime errors are retried with exponential back-off; permanent ones a
 import logging
 
 from celery import shared_task
-from django.utils.translation import gettext as _
 
+from deploy_portal.sentences import N_, Sentence
 from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
 
 logger = logging.getLogger(__name__)
@@ -54,13 +54,15 @@ def deploy_task(self, task_id):
         if self.request.retries >= self.max_retries:
             operations.fail(
                 task_id,
-                _("The runtime could not be reached to deploy the task: %(error)s — start it again later.")
-                % {"error": exc},
+                Sentence(
+                    N_("The runtime could not be reached to deploy the task: %(error)s — start it again later."),
+                    error=str(exc),
+                ),
             )
             return
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
     except RuntimeFailure as exc:
-        operations.fail(task_id, str(exc))
+        operations.fail(task_id, exc.sentence)
         return
     if status == "deploying":
         watch_task.apply_async((task_id, WATCH_FIRST_SECONDS), countdown=WATCH_FIRST_SECONDS)

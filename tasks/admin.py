@@ -187,7 +187,7 @@ class TaskEventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "task", "operation", "from_status", "to_status", "actor", "message")
     list_filter = ("operation", "to_status")
     list_select_related = ("task", "actor")
-    search_fields = ("task__name", "message", "actor__username")
+    search_fields = ("task__name", "actor__username")
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request):

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from deploy_portal.sentences import SentenceField
+
 from clusters.models import Node, Project, Storage, VirtualCluster
 
 from .querysets import TaskInstanceQuerySet, TaskQuerySet
@@ -35,7 +37,8 @@ class Task(models.Model):
     args = models.JSONField(_("arguments"), default=list, blank=True)
 
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.NOT_DEPLOYED)
-    status_message = models.TextField(_("status message"), blank=True)
+    # Why it failed, was stopped or killed: said again in each reader's language (deploy_portal.sentences).
+    status_message = SentenceField(_("status message"))
     pinned = models.BooleanField(_("pinned"), default=False)
     queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
@@ -132,7 +135,7 @@ class TaskInstance(models.Model):
     )
     restarts = models.PositiveIntegerField(_("restarts"), default=0)
     handle = models.CharField(_("runtime handle"), max_length=255, blank=True)
-    message = models.TextField(_("message"), blank=True)
+    message = SentenceField(_("message"))
     log_archive = models.TextField(_("archived log"), blank=True)
     log_archived = models.BooleanField(_("log archived"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -163,7 +166,7 @@ class TaskEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         verbose_name=_("actor"),
     )
-    message = models.TextField(_("message"), blank=True)
+    message = SentenceField(_("message"))
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:

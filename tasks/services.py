@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from deploy_portal.sentences import N_, Sentence
+
 from .access import check_action
 from .exceptions import InvalidTransition
 from .models import Task, TaskEvent, TaskMount
@@ -55,7 +57,7 @@ def event_record(*, task, operation, actor=None, message="", from_status=None, t
         task=task,
         operation=operation,
         actor=actor if (actor is not None and actor.is_authenticated) else None,
-        message=str(message),
+        message=message,
         from_status=from_status if from_status is not None else task.status,
         to_status=to_status if to_status is not None else task.status,
     )
@@ -68,7 +70,7 @@ def task_create(*, user, data):
     validate_task_config(user=user, data=data)
     task = Task.objects.create(owner=user, **{f: data.get(f) for f in CONFIG_FIELDS if f in data})
     _write_mounts(task, data.get("mounts") or [])
-    event_record(task=task, operation="create", actor=user, message=_("Task created."))
+    event_record(task=task, operation="create", actor=user, message=Sentence(N_("Task created.")))
     return task
 
 
@@ -101,7 +103,7 @@ def task_update(*, task, user, data):
     task.save()
     if "mounts" in data:
         _write_mounts(task, merged["mounts"])
-    event_record(task=task, operation="edit", actor=user, message=_("Configuration edited."))
+    event_record(task=task, operation="edit", actor=user, message=Sentence(N_("Configuration edited.")))
     return task
 
 
@@ -129,7 +131,7 @@ def task_copy(*, task, user, overrides=None):
         suffix = _(" (copy)")
         data["name"] = task.name[: NAME_MAX_LENGTH - len(suffix)] + suffix
     new = task_create(user=user, data=data)
-    event_record(task=new, operation="copy", actor=user, message=_("Copied from task #%(id)s.") % {"id": task.pk})
+    event_record(task=new, operation="copy", actor=user, message=Sentence(N_("Copied from task #%(id)s."), id=task.pk))
     return new
 
 
@@ -153,7 +155,7 @@ def task_transition(*, task, transition, actor=None, message="", operation=None,
     for key, value in fields.items():
         setattr(task, key, value)
     event_record(
-        task=task, operation=operation or transition, actor=actor, message=message or row.label,
+        task=task, operation=operation or transition, actor=actor, message=message or Sentence(row.label),
         from_status=status, to_status=row.target,
     )
     return task

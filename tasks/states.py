@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop as N_
 
 
 class Status(models.TextChoices):
@@ -33,7 +34,7 @@ class Transition:
     name: str
     sources: frozenset
     target: str
-    label: str
+    label: str  # a message id: the event's words when the caller gives none (deploy_portal.sentences)
 
 
 def _t(name, sources, target, label):
@@ -43,13 +44,13 @@ def _t(name, sources, target, label):
 TRANSITIONS = {
     t.name: t
     for t in (
-        _t("deploy", STARTABLE, Status.DEPLOYING, _("started and placed")),
-        _t("enqueue", STARTABLE, Status.QUEUED, _("started and queued")),
-        _t("place", {Status.QUEUED}, Status.DEPLOYING, _("placed by the scheduler")),
-        _t("ready", {Status.DEPLOYING}, Status.RUNNING, _("every instance is ready")),
-        _t("fail", HOLDING, Status.FAILED, _("failed")),
-        _t("stop", {Status.QUEUED, Status.DEPLOYING, Status.RUNNING, Status.FAILED}, Status.STOPPED, _("stopped")),
-        _t("kill", HOLDING, Status.KILLED, _("killed to make room for a force start")),
+        _t("deploy", STARTABLE, Status.DEPLOYING, N_("started and placed")),
+        _t("enqueue", STARTABLE, Status.QUEUED, N_("started and queued")),
+        _t("place", {Status.QUEUED}, Status.DEPLOYING, N_("placed by the scheduler")),
+        _t("ready", {Status.DEPLOYING}, Status.RUNNING, N_("every instance is ready")),
+        _t("fail", HOLDING, Status.FAILED, N_("failed")),
+        _t("stop", {Status.QUEUED, Status.DEPLOYING, Status.RUNNING, Status.FAILED}, Status.STOPPED, N_("stopped")),
+        _t("kill", HOLDING, Status.KILLED, N_("killed to make room for a force start")),
     )
 }
 

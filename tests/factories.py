@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from clusters.models import Node, Project, Storage, StorageKind, VirtualCluster
 from tasks.models import Task, TaskType

@@ -17,7 +17,14 @@ from tasks.models import InstanceStatus
 
 
 class RuntimeFailure(Exception):
-    """A runtime call failed for good; retrying will not help."""
+    """A runtime call failed for good; retrying will not help.
+
+    Raised with a ``Sentence`` (or plain text): the task's status message reads it in each reader's language.
+    """
+
+    def __init__(self, sentence):
+        super().__init__(str(sentence))
+        self.sentence = sentence
 
 
 class TransientRuntimeError(Exception):
@@ -28,15 +35,15 @@ class TransientRuntimeError(Exception):
 class InstanceObservation:
     """What the runtime sees of one instance.
 
-    ``status`` is an ``InstanceStatus``; ``message`` says in words why an instance is not ready
-    (for ``failed``: the sentence and the hint the user reads). ``exists`` is False when the
+    ``status`` is an ``InstanceStatus``; ``message`` says why an instance is not ready, as a
+    ``Sentence`` (for ``failed``: the sentence and the hint the user reads). ``exists`` is False when the
     workload is gone (never created, or vanished).
     """
 
     index: int
     status: str
     restarts: int = 0
-    message: str = ""
+    message: object = ""  # a deploy_portal.sentences.Sentence, or plain text
     exists: bool = True
 
     @property

@@ -13,8 +13,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Min
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
+from deploy_portal.sentences import N_, Sentence, joined
 from tasks.models import InstanceStatus, Task, TaskInstance
 from tasks.states import Status
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Verdict:
     ready: bool = False
-    failure: str = ""
+    failure: Sentence | str = ""
 
 
 def verdict(*, status, instances, observations, deploying_since, now, timeout_seconds):
@@ -42,7 +42,7 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
     def about(index, node, sentence):
         if not several:
             return sentence
-        return _("Instance %(index)s on %(node)s: %(sentence)s") % {"index": index, "node": node, "sentence": sentence}
+        return Sentence(N_("Instance %(index)s on %(node)s: %(sentence)s"), index=index, node=node, sentence=sentence)
 
     for index, node, applied in instances:
         obs = seen.get(index)
@@ -53,10 +53,12 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
                 failure=about(
                     index,
                     node,
-                    _(
-                        "The instance vanished from %(node)s (its workload was removed or the machine was lost) — start the task again."
-                    )
-                    % {"node": node},
+                    Sentence(
+                        N_(
+                            "The instance vanished from %(node)s (its workload was removed or the machine was lost) — start the task again."
+                        ),
+                        node=node,
+                    ),
                 )
             )
     if status != Status.DEPLOYING:
@@ -69,12 +71,13 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
             for index, node, _applied in instances
             if seen.get(index) is not None and not seen[index].ready and seen[index].message
         ]
-        sentence = _(
-            "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
-        ) % {
-            "seconds": timeout_seconds,
-        }
-        return Verdict(failure=" ".join([sentence, *waiting]))
+        sentence = Sentence(
+            N_(
+                "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
+            ),
+            seconds=timeout_seconds,
+        )
+        return Verdict(failure=joined(sentence, *waiting))
     return Verdict()
 
 

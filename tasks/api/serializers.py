@@ -179,6 +179,7 @@ class ForceStartPreviewSerializer(serializers.Serializer):
 
 class TaskEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+    message = serializers.CharField(read_only=True, help_text=_("In the language of the request."))
 
     class Meta:
         model = TaskEvent
@@ -188,6 +189,7 @@ class TaskEventSerializer(serializers.ModelSerializer):
 class TaskInstanceSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=InstanceStatus.choices, read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
+    message = serializers.CharField(read_only=True, help_text=_("In the language of the request."))
 
     class Meta:
         model = TaskInstance

@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from clusters.models import QueuePolicy
+from scheduler.selectors import queue_status
 from scheduler.services import (
     node_changed,
     schedule_all,
@@ -219,3 +220,24 @@ def test_the_periodic_pass_starts_what_any_cluster_can_start_now(make_cluster):
     assert sorted(schedule_all()) == sorted(t.pk for t in waiting)
     assert statuses(*waiting) == [Status.DEPLOYING, Status.DEPLOYING]
     assert schedule_all() == []  # nothing changed: nothing to do
+
+
+def test_a_pass_over_several_vcs_gives_a_fixed_port_asked_for_in_two_of_them_once(make_cluster):
+    """Two queued tasks of different VCs may ask for one port: the pass starts one, the other waits, nothing aborts."""
+    first = make_cluster(4, prefix="a")
+    second = make_cluster(4, policy=QueuePolicy.BEST_EFFORT_FIFO, prefix="b")
+    fillers = [task_start(task=c.task(sku_count=4), user=c.owner) for c in (first, second)]
+    wanting = [task_start(task=c.task(sku_count=1, external_port=30500), user=c.owner) for c in (first, second)]
+    other = task_start(task=second.task(sku_count=1), user=second.owner)
+    assert statuses(*wanting, other) == [Status.QUEUED] * 3
+    # Both VCs' GPUs free at once (as when the worker's reports arrive between two periodic passes).
+    Task.objects.filter(pk__in=[t.pk for t in fillers]).update(status=Status.FAILED, endpoint_port=None)
+
+    placed = schedule_all()
+
+    assert statuses(wanting[0], other) == [Status.DEPLOYING, Status.DEPLOYING]
+    assert set(placed) == {wanting[0].pk, other.pk}
+    assert Task.objects.get(pk=wanting[0].pk).endpoint_port == 30500
+    assert statuses(wanting[1]) == [Status.QUEUED]
+    entry = next(e for q in queue_status(user=second.manager) for e in q["queue"] if e["id"] == wanting[1].pk)
+    assert entry["reason_code"] == "port_in_use"

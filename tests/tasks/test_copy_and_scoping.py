@@ -6,7 +6,7 @@ from tasks.models import Task
 from tasks.services import task_config, task_copy, task_create, task_delete
 from tasks.states import Status
 from tests.factories import (
-    ManagerFactory, NodeFactory, ProjectFactory, StorageFactory, TaskFactory, UserFactory, VirtualClusterFactory,
+    ManagerFactory, ProjectFactory, StorageFactory, TaskFactory, UserFactory, VirtualClusterFactory,
     task_data,
 )
 from django.contrib.auth.models import Group

@@ -11,9 +11,7 @@ terminating pod.
 import re
 from datetime import datetime
 
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
-
+from deploy_portal.sentences import N_, Sentence
 from tasks.models import InstanceStatus
 
 from ..base import InstanceObservation
@@ -21,11 +19,11 @@ from .manifests import CONTAINER, INDEX_LABEL
 
 SIGBUS_EXIT = 135  # 128 + SIGBUS: what a process that touches a full /dev/shm dies of
 PERMANENT_PULL_DETAILS = (
-    ("manifest unknown", "manifest unknown", gettext_lazy("check the tag")),
-    ("not found", "not found", gettext_lazy("check the image name and tag")),
-    ("unauthorized", "unauthorized", gettext_lazy("check the image pull secret and the registry permissions")),
-    ("denied", "access denied", gettext_lazy("check the image pull secret and the registry permissions")),
-    ("authentication required", "authentication required", gettext_lazy("check the image pull secret")),
+    ("manifest unknown", "manifest unknown", N_("check the tag")),
+    ("not found", "not found", N_("check the image name and tag")),
+    ("unauthorized", "unauthorized", N_("check the image pull secret and the registry permissions")),
+    ("denied", "access denied", N_("check the image pull secret and the registry permissions")),
+    ("authentication required", "authentication required", N_("check the image pull secret")),
 )
 
 
@@ -42,18 +40,15 @@ def pull_failure(image, message):
     lowered = (message or "").lower()
     for needle, detail, hint in PERMANENT_PULL_DETAILS:
         if needle in lowered:
-            return True, _("Image %(image)s cannot be pulled: %(detail)s — %(hint)s.") % {
-                "image": image,
-                "detail": detail,
-                "hint": hint,
-            }
-    detail = (message or "").strip() or _("the registry did not answer")
-    return False, _(
-        "Image %(image)s cannot be pulled: %(detail)s — check the image address and that the registry is reachable."
-    ) % {
-        "image": image,
-        "detail": detail,
-    }
+            return True, Sentence(
+                N_("Image %(image)s cannot be pulled: %(detail)s — %(hint)s."),
+                image=image, detail=detail, hint=Sentence(hint),
+            )
+    detail = (message or "").strip() or Sentence(N_("the registry did not answer"))
+    return False, Sentence(
+        N_("Image %(image)s cannot be pulled: %(detail)s — check the image address and that the registry is reachable."),
+        image=image, detail=detail,
+    )
 
 
 def termination_failure(terminated, restarts):
@@ -61,16 +56,15 @@ def termination_failure(terminated, restarts):
     reason = terminated.get("reason") or ""
     code = terminated.get("exitCode")
     if reason == "OOMKilled":
-        return _("OOMKilled — the instance ran out of memory; raise SKU count.")
+        return Sentence(N_("OOMKilled — the instance ran out of memory; raise SKU count."))
     if code == SIGBUS_EXIT:
-        return _("/dev/shm full (the process died of a bus error) — set SHM_SIZE larger.")
-    return _(
-        "The container keeps crashing (exit code %(code)s, %(reason)s; restarted %(restarts)s times) — check the command and the logs."
-    ) % {
-        "code": code,
-        "reason": reason or _("no reason given"),
-        "restarts": restarts,
-    }
+        return Sentence(N_("/dev/shm full (the process died of a bus error) — set SHM_SIZE larger."))
+    return Sentence(
+        N_(
+            "The container keeps crashing (exit code %(code)s, %(reason)s; restarted %(restarts)s times) — check the command and the logs."
+        ),
+        code=code, reason=reason or Sentence(N_("no reason given")), restarts=restarts,
+    )
 
 
 def _event_message(events, reasons):
@@ -94,9 +88,9 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
         return observed(InstanceStatus.FAILED, message)
 
     if status.get("phase") == "Failed" or status.get("reason") in ("Evicted", "NodeLost"):
-        detail = status.get("message") or status.get("reason") or _("the pod failed")
+        detail = status.get("message") or status.get("reason") or Sentence(N_("the pod failed"))
         return failed(
-            _("The instance was stopped by Kubernetes: %(detail)s — start the task again.") % {"detail": detail}
+            Sentence(N_("The instance was stopped by Kubernetes: %(detail)s — start the task again."), detail=detail)
         )
 
     state = container.get("state") or {}
@@ -110,18 +104,17 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
         return observed(InstanceStatus.PENDING, sentence)
     if reason == "InvalidImageName":
         return failed(
-            _("Image name %(image)s is not valid: %(detail)s — fix the image address.")
-            % {
-                "image": image,
-                "detail": waiting.get("message") or reason,
-            }
+            Sentence(
+                N_("Image name %(image)s is not valid: %(detail)s — fix the image address."),
+                image=image, detail=waiting.get("message") or reason,
+            )
         )
     if reason in ("CreateContainerConfigError", "CreateContainerError", "RunContainerError"):
         return failed(
-            _("The container cannot be created: %(detail)s — check the command, env and storages.")
-            % {
-                "detail": waiting.get("message") or reason,
-            }
+            Sentence(
+                N_("The container cannot be created: %(detail)s — check the command, env and storages."),
+                detail=waiting.get("message") or reason,
+            )
         )
     terminated = state.get("terminated") or {}
     if terminated.get("reason") == "OOMKilled" or last.get("reason") == "OOMKilled":
@@ -132,13 +125,16 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-        detail = scheduled.get("message") or _event_message(events, {"FailedScheduling"}) or _("no machine fits")
+        detail = (
+            scheduled.get("message") or _event_message(events, {"FailedScheduling"}) or Sentence(N_("no machine fits"))
+        )
         since = _parse_time(scheduled.get("lastTransitionTime")) or _parse_time(
             pod["metadata"].get("creationTimestamp")
         )
-        sentence = _(
-            "The instance cannot be scheduled on its machine: %(detail)s — free GPUs on it or check the machine."
-        ) % {"detail": detail}
+        sentence = Sentence(
+            N_("The instance cannot be scheduled on its machine: %(detail)s — free GPUs on it or check the machine."),
+            detail=detail,
+        )
         if since is not None and (now - since).total_seconds() >= unschedulable_grace:
             return failed(sentence)
         return observed(InstanceStatus.PENDING, sentence)
@@ -147,14 +143,11 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
     if container.get("ready") and (conditions.get("Ready") or {}).get("status") == "True":
         return observed(InstanceStatus.READY)
     if "running" in state:
-        return observed(InstanceStatus.STARTING, _("Waiting for the readiness probe."))
+        return observed(InstanceStatus.STARTING, Sentence(N_("Waiting for the readiness probe.")))
     if mount_problem:
         return observed(
             InstanceStatus.PENDING,
-            _("A storage cannot be mounted yet: %(detail)s")
-            % {
-                "detail": re.sub(r"\s+", " ", mount_problem)[:500],
-            },
+            Sentence(N_("A storage cannot be mounted yet: %(detail)s"), detail=re.sub(r"\s+", " ", mount_problem)[:500]),
         )
     detail = reason or status.get("phase") or "Pending"
-    return observed(InstanceStatus.PENDING, _("Starting: %(detail)s.") % {"detail": detail})
+    return observed(InstanceStatus.PENDING, Sentence(N_("Starting: %(detail)s."), detail=detail))

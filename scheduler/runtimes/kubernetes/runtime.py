@@ -20,10 +20,10 @@ import time
 import urllib3
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from deploy_portal.sentences import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
 from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload
@@ -168,12 +168,10 @@ class KubernetesRuntime(Runtime):
                 raise TransientRuntimeError(f"node port of {body['metadata']['name']} is still allocated") from exc
             if exc.status != 409:
                 raise RuntimeFailure(
-                    _("Kubernetes refused %(kind)s %(name)s: %(reason)s")
-                    % {
-                        "kind": body["kind"],
-                        "name": body["metadata"]["name"],
-                        "reason": exc.reason,
-                    }
+                    Sentence(
+                        N_("Kubernetes refused %(kind)s %(name)s: %(reason)s"),
+                        kind=body["kind"], name=body["metadata"]["name"], reason=exc.reason,
+                    )
                 ) from exc
         read = self.core.read_namespaced_pod if body["kind"] == "Pod" else self.core.read_namespaced_service
         try:
@@ -260,7 +258,7 @@ class KubernetesRuntime(Runtime):
                         index=instance.index,
                         status=InstanceStatus.PENDING,
                         exists=False,
-                        message=_("The pod does not exist."),
+                        message=Sentence(N_("The pod does not exist.")),
                     )
                 )
                 continue

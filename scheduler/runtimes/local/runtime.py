@@ -27,8 +27,8 @@ from collections import deque
 from pathlib import Path
 
 from django.conf import settings
-from django.utils.translation import gettext as _
 
+from deploy_portal.sentences import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
 from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
@@ -94,17 +94,17 @@ def process_env(task, instance, port):
 def exit_sentence(outcome):
     """The failure sentence and hint for how a process ended (the launcher's exit file)."""
     if outcome is None:
-        return _("The process vanished (killed outside the portal, or the machine restarted) — start the task again.")
+        return Sentence(N_("The process vanished (killed outside the portal, or the machine restarted) — start the task again."))
     if "error" in outcome:
-        return _("The command cannot be run: %(error)s — check the command.") % {"error": outcome["error"]}
+        return Sentence(N_("The command cannot be run: %(error)s — check the command."), error=outcome["error"])
     code = outcome.get("returncode", 0)
     if code == -signal.SIGKILL:
-        return _("The process was killed (SIGKILL), most likely out of memory — raise SKU count.")
+        return Sentence(N_("The process was killed (SIGKILL), most likely out of memory — raise SKU count."))
     if code == -signal.SIGBUS or code == 128 + signal.SIGBUS:
-        return _("The process died of a bus error: /dev/shm is full — set SHM_SIZE larger.")
+        return Sentence(N_("The process died of a bus error: /dev/shm is full — set SHM_SIZE larger."))
     if code < 0:
-        return _("The process was killed by signal %(signal)s — check the log.") % {"signal": -code}
-    return _("The process exited with code %(code)s — check the command and the log.") % {"code": code}
+        return Sentence(N_("The process was killed by signal %(signal)s — check the log."), signal=-code)
+    return Sentence(N_("The process exited with code %(code)s — check the command and the log."), code=code)
 
 
 class LocalRuntime(Runtime):
@@ -193,7 +193,7 @@ class LocalRuntime(Runtime):
                 index=instance.index,
                 status=InstanceStatus.PENDING,
                 exists=False,
-                message=_("The process has not been started yet."),
+                message=Sentence(N_("The process has not been started yet.")),
             )
         if is_alive(record):
             if port_open(record.port):
@@ -201,12 +201,12 @@ class LocalRuntime(Runtime):
             return InstanceObservation(
                 index=instance.index,
                 status=InstanceStatus.STARTING,
-                message=_("Waiting for the process to listen on port %(port)s.") % {"port": record.port},
+                message=Sentence(N_("Waiting for the process to listen on port %(port)s."), port=record.port),
             )
         message = exit_sentence(self.store.exit_outcome(instance.pk))
         lines = last_lines(self.store.path(instance.pk, "log"))
         if lines:
-            message = _("%(sentence)s Last log lines:\n%(lines)s") % {"sentence": message, "lines": lines}
+            message = Sentence(N_("%(sentence)s Last log lines:\n%(lines)s"), sentence=message, lines=lines)
         return InstanceObservation(index=instance.index, status=InstanceStatus.FAILED, message=message)
 
     def _reap(self):
