@@ -8,7 +8,8 @@ The queue comes in SPEC's order (the pinned task first, then by the time each wa
   when pinned or under strict FIFO (SPEC: nothing overtakes them), and is overtaken under best effort.
 - An unpinned task that could never fit the VC (its machines were removed after it was queued) waits
   without blocking the tasks behind it: it would otherwise stall the queue forever. A pinned one still
-  blocks (nothing overtakes a pinned task); the manager unpins it.
+  blocks (nothing overtakes a pinned task). The scheduling pass then takes such tasks out of the queue
+  (stopped, with the reason: ``scheduler.services``), as SPEC refuses them at start.
 """
 
 from dataclasses import dataclass, field

@@ -162,11 +162,37 @@ def _place(placements, ports, how=None):
     return list(placements)
 
 
+def _drop_hopeless(state):
+    """Stop the queued tasks that could never fit the VC as its machines now are, with the reason.
+
+    SPEC refuses such a task at start rather than queue it forever; one queued before its machines were
+    removed or shrunk leaves the queue the same way, so a strict queue is never stalled behind it.
+    """
+    verdicts, hopeless = {}, {}
+    for queued in state.queue:
+        if queued.demand not in verdicts:
+            verdicts[queued.demand] = never_fits(state.machines, queued.demand)
+        if verdicts[queued.demand] is not None:
+            hopeless[queued.id] = verdicts[queued.demand]
+    if not hopeless:
+        return
+    for task in Task.objects.select_for_update(of=("self",)).filter(pk__in=list(hopeless)).order_by("pk"):
+        message = Sentence(
+            N_("Taken out of the queue: it can never run on %(vc)s as its machines now are — it %(why)s."),
+            vc=state.name, why=never_fits_text(hopeless[task.pk]),
+        )
+        task_transition(
+            task=task, transition="stop", message=message, pinned=False, queued_at=None, status_message=message,
+        )
+    state.queue = [queued for queued in state.queue if queued.id not in hopeless]
+
+
 def _run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or _Ports()
     placements = {}
     for state in cluster_states(clusters).values():
+        _drop_hopeless(state)
         plan = plan_cluster(state, ports=ports.for_queue(state.queue))
         ports.plan(state.queue, plan.placements)
         for task_id, node_ids in plan.placements.items():

@@ -241,3 +241,25 @@ def test_a_pass_over_several_vcs_gives_a_fixed_port_asked_for_in_two_of_them_onc
     assert statuses(wanting[1]) == [Status.QUEUED]
     entry = next(e for q in queue_status(user=second.manager) for e in q["queue"] if e["id"] == wanting[1].pk)
     assert entry["reason_code"] == "port_in_use"
+
+
+def test_a_queued_task_that_can_no_longer_ever_fit_leaves_the_queue_with_the_reason(make_cluster):
+    cluster = make_cluster(8, 8, 4)
+    task_start(task=cluster.task(sku_count=8), user=cluster.owner)
+    big = task_start(task=cluster.task(sku_count=8, replicas=2, name="big"), user=cluster.owner)
+    small = task_start(task=cluster.task(sku_count=1, name="small"), user=cluster.owner)
+    assert statuses(big, small) == [Status.QUEUED, Status.QUEUED]  # strict FIFO: small waits behind big
+    free_eight = next(n for n in cluster.nodes if n.sku_capacity == 8 and not n.instances.exists())
+    free_eight.delete()  # now one 8-SKU machine is left: big could never run
+
+    placed = schedule_all()
+
+    assert placed == [small.pk] and statuses(big, small) == [Status.STOPPED, Status.DEPLOYING]
+    big = Task.objects.get(pk=big.pk)
+    event = big.events.last()
+    assert (event.operation, event.from_status, event.to_status, event.actor) == ("stop", "queued", "stopped", None)
+    assert str(event.message) == str(big.status_message) == (
+        f"Taken out of the queue: it can never run on {cluster.vc.name} as its machines now are — it needs 2 "
+        "instances of 8 SKUs, each on one machine, but even empty the machines could host only 1."
+    )
+    assert (big.pinned, big.queued_at) == (False, None)
