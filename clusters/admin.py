@@ -96,7 +96,7 @@ class VirtualClusterAdmin(admin.ModelAdmin):
 
 
 def _machines_changed(virtual_cluster):
-    """Machines were added, resized or (un)cordoned: re-examine the VC's queue now."""
+    """Machines were added, resized, removed or (un)cordoned: re-examine the VC's queue now."""
     from scheduler.services import schedule_virtual_cluster
 
     schedule_virtual_cluster(virtual_cluster_id=virtual_cluster.pk)
@@ -120,6 +120,17 @@ class NodeAdmin(admin.ModelAdmin):
 
         super().save_model(request, obj, form, change)
         node_changed(node=obj)
+
+    def delete_model(self, request, obj):
+        virtual_cluster = obj.virtual_cluster
+        super().delete_model(request, obj)
+        _machines_changed(virtual_cluster)  # a queued task may no longer ever fit
+
+    def delete_queryset(self, request, queryset):
+        clusters = list(VirtualCluster.objects.filter(pk__in=queryset.values("virtual_cluster_id")))
+        super().delete_queryset(request, queryset)
+        for virtual_cluster in clusters:
+            _machines_changed(virtual_cluster)
 
     @admin.action(description=_("Cordon: place nothing new on the selected machines"))
     def cordon(self, request, queryset):

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core import mail
 from django.urls import reverse
+from django.utils import translation
 
 from clusters.models import Node
 from scheduler.services import task_start
@@ -220,3 +221,23 @@ def test_a_machine_cannot_shrink_below_what_runs_on_it_nor_change_cluster(world,
     assert node.sku_capacity == 8
     assert manager_client.post(url, {**data, "sku_capacity": 6}).status_code == 302
     assert "virtual_cluster" not in manager_client.get(url).context["adminform"].form.fields
+
+
+@pytest.mark.parametrize("how", ["delete view", "delete action"])
+def test_removing_a_machine_takes_out_a_queued_task_that_can_no_longer_ever_fit(world, manager_client, how):
+    _start(world, sku_count=8)
+    big = _start(world, sku_count=8, replicas=2, name="big")
+    assert big.status == Status.QUEUED
+    spare = next(node for node in world.nodes if not node.instances.exists())
+    if how == "delete view":
+        manager_client.post(reverse("admin:clusters_node_delete", args=[spare.pk]), {"post": "yes"})
+    else:
+        manager_client.post(
+            reverse("admin:clusters_node_changelist"),
+            {"action": "delete_selected", ACTION_CHECKBOX_NAME: [spare.pk], "post": "yes"},
+        )
+    assert not Node.objects.filter(pk=spare.pk).exists()
+    big.refresh_from_db()
+    assert big.status == Status.STOPPED
+    with translation.override("en"):
+        assert "can never run on h100" in str(big.status_message)
