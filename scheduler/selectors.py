@@ -96,6 +96,19 @@ def plan_cluster(state, *, explain=False, ports=None):
     )
 
 
+def _plans(states):
+    """{vc id: explained plan}, decided as the scheduling pass decides them: VC by VC in id order, the fixed
+    ports one plan gives out taken for the plans after it. The held ports are read only if a task asks for one."""
+    wanted = any(t.external_port is not None for s in states.values() for t in s.queue)
+    ports = set(held_ports()) if wanted else set()
+    plans = {}
+    for vc_id in sorted(states):
+        state = states[vc_id]
+        plans[vc_id] = plan = plan_cluster(state, explain=True, ports=ports)
+        ports.update(t.external_port for t in state.queue if t.id in plan.placements and t.external_port is not None)
+    return plans
+
+
 def virtual_cluster_capacity(*, virtual_cluster_ids):
     """{vc id: {total_skus, free_skus, total_gpus, free_gpus}} over the schedulable machines."""
     clusters = VirtualCluster.objects.filter(pk__in=list(virtual_cluster_ids)).values(*CLUSTER_FIELDS)
@@ -132,10 +145,10 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
     if virtual_cluster_id is not None:
         clusters = clusters.filter(pk=virtual_cluster_id)
     states = cluster_states(clusters.values(*CLUSTER_FIELDS), with_owners=True)
-    ports = held_ports() if any(t.external_port is not None for s in states.values() for t in s.queue) else frozenset()
+    plans = _plans(states)
     result = []
     for state in states.values():
-        plan = plan_cluster(state, explain=True, ports=ports)
+        plan = plans[state.id]
         shown = state.queue if limit is None else state.queue[:limit]
         pinned = next((t for t in state.queue if t.pinned), None)
         result.append({
@@ -158,10 +171,9 @@ def queue_info_for(tasks):
     if not wanted:
         return {}
     states = cluster_states(VirtualCluster.objects.filter(pk__in=list(wanted)).values(*CLUSTER_FIELDS))
-    ports = held_ports() if any(t.external_port is not None for s in states.values() for t in s.queue) else frozenset()
+    plans = _plans(states)
     info = {}
-    for vc_id, state in states.items():
-        plan = plan_cluster(state, explain=True, ports=ports)
+    for vc_id, plan in plans.items():
         for task_id in wanted[vc_id] & plan.positions.keys():
             info[task_id] = (plan.positions[task_id], plan.waits[task_id].text())
     return info

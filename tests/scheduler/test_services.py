@@ -232,6 +232,9 @@ def test_a_pass_over_several_vcs_gives_a_fixed_port_asked_for_in_two_of_them_onc
     assert statuses(*wanting, other) == [Status.QUEUED] * 3
     # Both VCs' GPUs free at once (as when the worker's reports arrive between two periodic passes).
     Task.objects.filter(pk__in=[t.pk for t in fillers]).update(status=Status.FAILED, endpoint_port=None)
+    # The queue views foresee what the pass will do.
+    foreseen = {e["id"]: e["reason_code"] for q in queue_status(user=first.manager) for e in q["queue"]}
+    assert foreseen == {wanting[0].pk: "placeable", wanting[1].pk: "port_in_use", other.pk: "placeable"}
 
     placed = schedule_all()
 
