@@ -9,8 +9,8 @@ When the holders are so many that this exact search would exceed ``budget`` fit 
 looked at one by one instead — what a machine's holders free is what makes room on it:
 
 - one instance (the usual force start) fits once one machine has room, so the best set lies among the
-  holders of one machine: the same exact search per machine, best machine wins (exact again, unless a
-  machine alone holds too many small tasks, where its largest holders are taken first);
+  holders of one machine: its largest holders first give the fewest, and the machines that need the
+  fewest are searched exactly for the preferred set of that size (exact again, budget allowing);
 - several instances: per machine, the fewest holders (largest first) for each number of blocks it could
   offer, combined over machines for the fewest in all;
 - and the greedy choice (most recently started first until the task fits).
@@ -70,6 +70,36 @@ class _Fit:
             count += max(0, before + extra) // k - max(0, before) // k
         return count >= self.demand.replicas
 
+    def tally(self, holders=()):
+        return _Tally(self, holders)
+
+
+class _Tally:
+    """A victim set grown or shrunk one holder at a time, knowing whether the demand fits: for long lists."""
+
+    def __init__(self, check, holders):
+        self.check, self.freed, self.count = check, {}, check.base
+        for holder in holders:
+            self.add(holder)
+
+    def _change(self, holder, sign):
+        k, free = self.check.demand.sku_count, self.check.free
+        for machine_id, skus in holder.instances:
+            if machine_id in free:
+                before = self.freed.get(machine_id, 0)
+                self.freed[machine_id] = after = before + sign * skus
+                self.count += max(0, free[machine_id] + after) // k - max(0, free[machine_id] + before) // k
+
+    def add(self, holder):
+        self._change(holder, 1)
+
+    def remove(self, holder):
+        self._change(holder, -1)
+
+    @property
+    def fits(self):
+        return self.count >= self.check.demand.replicas
+
 
 def _ranked(holders):
     return sorted(holders, key=lambda h: (h.started_at is not None, h.started_at, h.task_id), reverse=True)
@@ -91,18 +121,24 @@ def _search(check, ranked, budget):
 def _pruned(check, chosen, ranked):
     """``chosen`` less every holder it can spare, the longest-running first (we would rather kill recent ones)."""
     chosen = [h for h in ranked if h in chosen]
-    for holder in reversed(list(chosen)):
-        rest = [h for h in chosen if h is not holder]
-        if check.fits(rest):
-            chosen = rest
-    return chosen
+    tally = check.tally(chosen)
+    spared = set()
+    for holder in reversed(chosen):
+        tally.remove(holder)
+        if tally.fits:
+            spared.add(holder)
+        else:
+            tally.add(holder)
+    return [h for h in chosen if h not in spared]
 
 
-def _greedy(check, ranked):
-    chosen = []
-    for holder in ranked:
+def _greedy(check, ordered):
+    """The first holders of ``ordered`` until the demand fits (all of them if it never does)."""
+    tally, chosen = check.tally(), []
+    for holder in ordered:
         chosen.append(holder)
-        if check.fits(chosen):
+        tally.add(holder)
+        if tally.fits:
             break
     return chosen
 
@@ -122,18 +158,28 @@ def _largest_first(on):
 
 
 def _one_machine(check, held, budget):
-    """For one instance: the preferred set among the holders of each machine (the budget shared among them)."""
-    found = []
-    share = max(256, budget // max(1, len(check.free)))
-    for machine_id, free in check.free.items():
+    """For one instance: the preferred set among the holders of one machine, over every machine.
+
+    Taking a machine's largest holders first needs the fewest of them, so it says at once which machines
+    can do with the fewest; only those are searched for the preferred set of that size (budget allowing).
+    """
+    fewest = {}
+    for machine_id in check.free:
         on = held.get(machine_id, [])
-        if free + sum(skus for _holder, skus in on) < check.demand.sku_count:
-            continue  # even emptied, this machine could not host it
-        chosen = _search(check, [holder for holder, _skus in on], share)
-        if chosen is None:
-            chosen = _greedy(check, _largest_first(on))
-        if check.fits(chosen):
-            found.append(chosen)
+        chosen = _greedy(check, _largest_first(on))
+        if on and check.fits(chosen):
+            fewest[machine_id] = chosen
+    if not fewest:
+        return []
+    size = min(len(chosen) for chosen in fewest.values())
+    found = []
+    for machine_id, chosen in fewest.items():
+        if len(chosen) != size:
+            continue
+        on = [holder for holder, _skus in held[machine_id]]
+        if comb(len(on), size) <= budget:
+            chosen = next((list(c) for c in combinations(on, size) if check.fits(c)), chosen)
+        found.append(chosen)
     return found
 
 
