@@ -77,6 +77,10 @@ WSGI_APPLICATION = "deploy_portal.wsgi.application"
 ASGI_APPLICATION = "deploy_portal.asgi.application"
 
 DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Keep connections between requests (opening one costs about as much as answering the task list), checked
+# before reuse so a restarted database is not noticed by users. 0 opens one per request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks rather than fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})

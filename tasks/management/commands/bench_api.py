@@ -39,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument(
             "--reconnect", action="store_true",
-            help="open a database connection per request (CONN_MAX_AGE=0) instead of keeping it, as a server would",
+            help="open a database connection per request, as with DATABASE_CONN_MAX_AGE=0 (the default keeps it)",
         )
 
     def handle(self, *args, **options):
