@@ -74,8 +74,9 @@ class EnvField(forms.Field):
 
     def to_python(self, value):
         rows = [{"name": str(r.get("name", "")).strip(), "value": str(r.get("value", "")).strip()} for r in value or []]
-        # A row left entirely blank is an unused row, not an input.
-        return [r for r in rows if r["name"] or r["value"]]
+        # A row left entirely blank is an unused row, not an input; so is the SHM_SIZE row the create form
+        # suggests, left without a value (SHM_SIZE is optional: a single-GPU task rarely needs it).
+        return [r for r in rows if r["value"] or (r["name"] and r["name"] != "SHM_SIZE")]
 
 
 class MountRowsWidget(PageTemplateWidget):

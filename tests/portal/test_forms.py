@@ -146,6 +146,15 @@ def test_blank_env_rows_are_ignored_and_ports_are_dropped_when_not_exposed(membe
 
 
 @pytest.mark.django_db
+def test_the_form_as_first_shown_saves_without_a_shm_size(member_client, world):
+    shown = member_client.get(CREATE).content.decode()
+    assert 'value="SHM_SIZE"' in shown  # the suggested row, its value left to the user
+    response = member_client.post(CREATE, form_data(world, **{"env-0-value": ""}))
+    assert response.status_code == 302
+    assert Task.objects.get().env == []
+
+
+@pytest.mark.django_db
 def test_copy_opens_the_form_filled_from_the_source_with_task_type_and_project_locked(member_client, world):
     source = task_create(user=world.member, data=task_data(world, command=["python", "-m", "demo_model"]))
     url = reverse("portal:task-copy", args=[source.pk])
