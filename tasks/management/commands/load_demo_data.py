@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from clusters.models import Node, Project, QueuePolicy, Storage, StorageKind, VirtualCluster
+from scheduler.runtimes.local.gpus import LocalGpu, local_gpus
 from tasks.models import Task
 from tasks.permissions import ensure_managers_group
 from tasks.services import task_create
@@ -40,18 +41,21 @@ class Command(BaseCommand):
         project, _ = Project.objects.get_or_create(name="demo-project", defaults={"description": "Demo R&D project"})
         project.members.add(users["demo"], users["manager"])
 
-        gpus = settings.LOCAL_GPU_COUNT
+        # This machine's GPUs as nvidia-smi lists them (LOCAL_GPU_COUNT anonymous ones without it): the local
+        # runtime hands their indices out in CUDA_VISIBLE_DEVICES, so the machine must not claim more.
+        gpus = local_gpus() or [LocalGpu(index=i) for i in range(settings.LOCAL_GPU_COUNT)]
+        gpu_type = gpus[0].name or "demo-gpu"
         vc, _ = VirtualCluster.objects.get_or_create(
             name="local",
             defaults={
-                "gpu_type": "demo-gpu", "sku_gpus": 1, "sku_cpus": 2, "sku_memory_gib": 4,
+                "gpu_type": gpu_type, "sku_gpus": 1, "sku_cpus": 2, "sku_memory_gib": 4,
                 "queue_policy": QueuePolicy.BEST_EFFORT_FIFO, "endpoint_host": "127.0.0.1",
             },
         )
         vc.users.add(users["demo"], users["manager"])
         Node.objects.get_or_create(
             name=socket.gethostname() or "localhost",
-            defaults={"virtual_cluster": vc, "gpu_type": vc.gpu_type, "sku_capacity": gpus},
+            defaults={"virtual_cluster": vc, "gpu_type": gpu_type, "sku_capacity": len(gpus)},
         )
 
         scratch = settings.VAR_DIR / "demo-storage"
@@ -68,7 +72,7 @@ class Command(BaseCommand):
                     data={
                         "name": name, "project": project, "task_type": "inference",
                         "image": "registry.example.com/demo/demo-llm:1.0", "virtual_cluster": vc,
-                        "sku_count": sku_count, "replicas": 1, "expose_port": True, "container_port": 8000,
+                        "sku_count": min(sku_count, len(gpus)), "replicas": 1, "expose_port": True, "container_port": 8000,
                         "external_port": None, "description": "The built-in demo model server (OpenAI-compatible).",
                         "env": [{"name": "SHM_SIZE", "value": "1Gi"}],
                         "mounts": [{"storage": storage, "mount_path": "/models"}], "command": [], "args": [],
