@@ -146,6 +146,14 @@ def test_errors_that_persist_are_transient_for_celery_and_refusals_are_permanent
         kube_runtime.apply(task)
 
 
+def test_a_refusal_says_what_the_api_server_said(kube, kube_runtime, task):
+    quota = 'pods "dp-task-1-0" is forbidden: exceeded quota: gpu, requested: nvidia.com/gpu=2, limited: nvidia.com/gpu=1'
+    kube.call(lambda k: k["post", k.resource("v1/pods")] << 403 << {"kind": "Status", "reason": "Forbidden", "message": quota})
+    with pytest.raises(RuntimeFailure) as refused:
+        kube_runtime.apply(task)
+    assert str(refused.value.sentence).endswith(f": {quota}")
+
+
 @pytest.mark.parametrize(
     ("status", "instance_state", "words"),
     [

@@ -14,6 +14,7 @@ Promises:
 - Configuration comes from the in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``.
 """
 
+import json
 import logging
 import time
 
@@ -103,6 +104,15 @@ def _ours(obj, task_id=None):
     return labels.get(MANAGED_BY) == MANAGER and (task_id is None or labels.get(TASK_LABEL) == str(task_id))
 
 
+def _api_reason(exc):
+    """What the API server said (its Status ``message``: "exceeded quota: …"), else the HTTP reason."""
+    try:
+        message = json.loads(exc.body or "").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return message or exc.reason
+
+
 class KubernetesRuntime(Runtime):
     name = "kubernetes"
 
@@ -170,7 +180,7 @@ class KubernetesRuntime(Runtime):
                 raise RuntimeFailure(
                     Sentence(
                         N_("Kubernetes refused %(kind)s %(name)s: %(reason)s"),
-                        kind=body["kind"], name=body["metadata"]["name"], reason=exc.reason,
+                        kind=body["kind"], name=body["metadata"]["name"], reason=_api_reason(exc),
                     )
                 ) from exc
         read = self.core.read_namespaced_pod if body["kind"] == "Pod" else self.core.read_namespaced_service
