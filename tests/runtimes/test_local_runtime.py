@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from scheduler.runtimes.local.records import RecordStore, group_members, is_alive, process_start_time
-from scheduler.runtimes.local.runtime import LocalRuntime
+from scheduler.runtimes.local.runtime import LocalRuntime, read_last_lines
 from tasks.models import InstanceStatus
 from tests.live import free_port, wait_until
 
@@ -190,3 +190,15 @@ def test_records_tell_a_reused_pid():
     assert is_alive(me)
     assert not is_alive(ProcessRecord(**{**me.__dict__, "start_time": me.start_time + 1}))
     assert store.load(1) is None
+
+
+@pytest.mark.parametrize("block", [5, 7, 64 * 1024])
+def test_the_last_lines_of_a_log_are_read_from_its_end(tmp_path, block):
+    log = tmp_path / "instance.log"
+    lines = [f"第 {i} 行 — step {i}\n" for i in range(2000)]
+    log.write_text("".join(lines) + "partial", encoding="utf-8")
+    assert read_last_lines(log, 3, block=block) == "".join(lines[-2:]) + "partial"
+    assert read_last_lines(log, 5000, block=block) == "".join(lines) + "partial"
+    assert read_last_lines(log, 0, block=block) == ""
+    (tmp_path / "empty.log").write_bytes(b"")
+    assert read_last_lines(tmp_path / "empty.log", 10, block=block) == ""

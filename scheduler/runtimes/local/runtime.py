@@ -70,6 +70,22 @@ def last_lines(path, count=FAILURE_LOG_LINES, limit=64 * 1024):
     return "".join(deque(data.decode("utf-8", errors="replace").splitlines(keepends=True), maxlen=count)).rstrip()
 
 
+def read_last_lines(path, count, block=64 * 1024):
+    """The last ``count`` lines of the file at ``path``, read back from its end only as far as they reach."""
+    from ..logs import tail_lines
+
+    with open(path, "rb") as fh:
+        position = fh.seek(0, os.SEEK_END)
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(block, position)
+            position -= step
+            fh.seek(position)
+            data = fh.read(step) + data
+    # A character cut at the first block's start is in a line that tail_lines leaves out.
+    return tail_lines(data.decode("utf-8", errors="replace"), count)
+
+
 def command_line(task):
     """What an instance runs: the task's command and args, or the demo model server with the args."""
     command = [str(part) for part in task.command] or [sys.executable, "-m", "demo_model"]
@@ -265,10 +281,10 @@ class LocalRuntime(Runtime):
         return path
 
     def read_log(self, instance, tail=None):
-        from ..logs import tail_lines
-
-        text = self._log_path(instance).read_bytes().decode("utf-8", errors="replace")
-        return tail_lines(text, tail)
+        path = self._log_path(instance)
+        if tail is None:
+            return path.read_bytes().decode("utf-8", errors="replace")
+        return read_last_lines(path, tail)
 
     def log_tail_bytes(self, instance, limit):
         with open(self._log_path(instance), "rb") as fh:
