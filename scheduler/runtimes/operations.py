@@ -180,29 +180,37 @@ def reconcile():
 
     Holding tasks are observed (a vanished instance fails its task with the reason; a deploy past
     ``DEPLOY_TIMEOUT_SECONDS`` fails with a sentence); a deploying task whose apply never happened
-    (its worker died) is applied again. Then every workload the database does not hold — unknown,
-    or of a task that no longer holds GPUs — is removed, its log archived first.
+    (its worker died) is applied again, unless it is past that timeout too. Then every workload the
+    database does not hold — unknown, or of a task that no longer holds GPUs — is removed, its log
+    archived first. One task or workload that cannot be handled is logged and skipped: the pass goes
+    on with the others (a re-apply the runtime refuses for good fails its task with the refusal).
     """
-    from .base import TransientRuntimeError
+    from .base import RuntimeFailure, TransientRuntimeError
 
     runtime = get_runtime()
     # Read the workloads before the database: one created after this read has its row committed already.
     workloads = runtime.workloads()
     snapshot = runtime.snapshot()
-    done = {"observed": [], "reapplied": [], "removed": []}
+    done = {"observed": [], "reapplied": [], "failed": [], "removed": []}
     unapplied = set(
         TaskInstance.objects.filter(task__status=Status.DEPLOYING, handle="").values_list("task_id", flat=True)
     )
     for task_id in Task.objects.holding().order_by("pk").values_list("pk", flat=True):
         try:
-            if task_id in unapplied:
+            # Observed first: a deploy that never happened fails once it is past the timeout.
+            status = observe_task(task_id, snapshot=snapshot)
+            if task_id in unapplied and status == Status.DEPLOYING:
                 deploy(task_id)
                 done["reapplied"].append(task_id)
             else:
-                observe_task(task_id, snapshot=snapshot)
                 done["observed"].append(task_id)
         except TransientRuntimeError:
             logger.warning("reconcile: task %s could not be observed now", task_id, exc_info=True)
+        except RuntimeFailure as exc:
+            fail(task_id, exc.sentence)
+            done["failed"].append(task_id)
+        except Exception:  # noqa: BLE001 - one task's surprise must not stop the healing of every other
+            logger.exception("reconcile: task %s could not be handled", task_id)
     holding_instances = set(TaskInstance.objects.holding().values_list("pk", flat=True))
     holding_tasks = set(Task.objects.holding().values_list("pk", flat=True))
     for workload in workloads:
@@ -212,9 +220,12 @@ def reconcile():
             keep = workload.instance_id in holding_instances
         if keep:
             continue
-        instance = TaskInstance.objects.filter(pk=workload.instance_id, log_archived=False).first()
-        if instance is not None:
-            archive_instance_log(runtime, instance)
-        runtime.remove_workload(workload)
-        done["removed"].append(workload.handle)
+        try:
+            instance = TaskInstance.objects.filter(pk=workload.instance_id, log_archived=False).first()
+            if instance is not None:
+                archive_instance_log(runtime, instance)
+            runtime.remove_workload(workload)
+            done["removed"].append(workload.handle)
+        except Exception:  # noqa: BLE001 - the next pass tries again; the other workloads go now
+            logger.exception("reconcile: workload %s could not be removed", workload.handle)
     return done

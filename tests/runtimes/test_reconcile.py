@@ -1,0 +1,89 @@
+"""Reconcile heals every task it can: one task's refusal or surprise does not stop the others, nothing stays deploying."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone, translation
+
+from deploy_portal.sentences import N_, Sentence
+from scheduler.runtimes import operations
+from scheduler.runtimes.base import InstanceObservation, RuntimeFailure
+from tasks.models import InstanceStatus, Task
+from tasks.states import Status
+
+pytestmark = pytest.mark.django_db
+
+
+class Broken:
+    """A runtime whose apply fails as ``error`` does, and which sees no workload at all."""
+
+    def __init__(self, error):
+        self.error = error
+        self.applied = []
+
+    def workloads(self):
+        return []
+
+    def snapshot(self):
+        return None
+
+    def apply(self, task):
+        self.applied.append(task.pk)
+        raise self.error
+
+    def observe(self, task, snapshot=None):
+        return [
+            InstanceObservation(index=i.index, status=InstanceStatus.PENDING, exists=False) for i in task.instances.all()
+        ]
+
+
+@pytest.fixture
+def scene(placed, settings, monkeypatch):
+    """A deploy that never happened (first), and a running task whose workload has vanished (second)."""
+    settings.DEPLOY_TIMEOUT_SECONDS = 600
+    unapplied = placed(name="unapplied")
+    vanished = placed(name="vanished", status=Status.RUNNING)
+    vanished.instances.update(handle="1234")
+
+    def use(runtime):
+        monkeypatch.setattr(operations, "get_runtime", lambda: runtime)
+        return runtime
+
+    return unapplied, vanished, use
+
+
+def status(task):
+    return Task.objects.get(pk=task.pk).status
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), KeyError("kubeconfig")])
+def test_a_surprise_on_one_task_does_not_stop_the_pass(scene, error):
+    unapplied, vanished, use = scene
+    runtime = use(Broken(error))
+    done = operations.reconcile()
+    assert runtime.applied == [unapplied.pk]
+    assert status(unapplied) == Status.DEPLOYING  # tried again by the next pass, until its timeout
+    assert status(vanished) == Status.FAILED and vanished.pk in done["observed"]
+
+
+def test_a_deploy_that_never_happened_fails_once_past_the_timeout(scene):
+    unapplied, _vanished, use = scene
+    Task.objects.filter(pk=unapplied.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    runtime = use(Broken(PermissionError(13, "Permission denied")))
+    operations.reconcile()
+    assert runtime.applied == []
+    task = Task.objects.get(pk=unapplied.pk)
+    assert task.status == Status.FAILED
+    with translation.override("en"):
+        assert str(task.status_message).startswith("The task did not become ready within 600 seconds")
+
+
+def test_a_reapply_refused_for_good_fails_its_task_with_the_refusal(scene):
+    unapplied, _vanished, use = scene
+    use(Broken(RuntimeFailure(Sentence(N_("Kubernetes refused %(kind)s %(name)s: %(reason)s"),
+                                       kind="Pod", name="dp-task-1-0", reason="exceeded quota"))))
+    done = operations.reconcile()
+    task = Task.objects.get(pk=unapplied.pk)
+    assert task.status == Status.FAILED and done["failed"] == [unapplied.pk]
+    with translation.override("en"):
+        assert str(task.status_message) == "Kubernetes refused Pod dp-task-1-0: exceeded quota"
