@@ -88,7 +88,7 @@ def test_apply_creates_bound_pods_with_limits_shm_volumes_env_and_a_service(kube
     assert [i.handle for i in task.instances.order_by("index")] == sorted(pods)
     # What the runtime really sent is valid for the current Kubernetes minor.
     sent = [request.data for request in kube.requests("post")]
-    assert [body["kind"] for body in sent] == ["Pod", "Pod", "Service"]
+    assert [body["kind"] for body in sent] == ["Service", "Pod", "Pod"]  # the Service first: see KubernetesRuntime.apply
     for body in sent:
         kubernetes_validate.validate(body, "1.37.0", strict=True)
 
@@ -111,6 +111,16 @@ def test_a_stale_pod_of_an_earlier_run_is_replaced(kube, kube_runtime, task):
     assert kube.objects("pods")[name]["metadata"]["labels"]["deploy-portal/instance-id"] == str(
         task.instances.get(index=0).pk
     )
+
+
+def test_a_node_port_still_allocated_creates_no_pod_until_the_service_exists(kube, kube_runtime, task):
+    held = "Service is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    kube.call(lambda k: k["post", k.resource("v1/services")][:1] << 422 << {"kind": "Status", "message": held})
+    with pytest.raises(TransientRuntimeError):
+        kube_runtime.apply(task)
+    assert kube.objects("pods") == {} and set(task.instances.values_list("handle", flat=True)) == {""}
+    kube_runtime.apply(task)  # the Celery retry (or reconcile: the task is still unapplied)
+    assert len(kube.objects("services")) == 1 and len(kube.objects("pods")) == 2
 
 
 def test_server_errors_are_retried(kube, kube_runtime, task):

@@ -200,6 +200,19 @@ class KubernetesRuntime(Runtime):
 
     # -- apply -------------------------------------------------------------------------
     def apply(self, task):
+        # The Service first: its node port may still be held by a service being deleted (a transient
+        # refusal); with no pod created yet the task stays unapplied and the retry, or reconcile, applies it
+        # whole. Pods first could make it ready, then running, with no way in.
+        if task.expose_port and task.endpoint_port and task.container_port:
+            body = make_service(
+                ServiceSpec(task_id=task.pk, container_port=task.container_port, node_port=task.endpoint_port),
+                namespace=self.namespace,
+            )
+            existing = self._create(self.core.create_namespaced_service, body)
+            ports = ((existing or {}).get("spec") or {}).get("ports") or []
+            if existing is not None and [p.get("nodePort") for p in ports] != [task.endpoint_port]:
+                self._delete(self.core.delete_namespaced_service, body["metadata"]["name"])
+                raise TransientRuntimeError(f"stale service {body['metadata']['name']} is being replaced")
         mounts = task_mounts(task)
         for instance in task.instances.order_by("index"):
             body = make_pod(
@@ -214,16 +227,6 @@ class KubernetesRuntime(Runtime):
             if instance.handle != body["metadata"]["name"]:
                 TaskInstance.objects.filter(pk=instance.pk).update(handle=body["metadata"]["name"])
                 instance.handle = body["metadata"]["name"]
-        if task.expose_port and task.endpoint_port and task.container_port:
-            body = make_service(
-                ServiceSpec(task_id=task.pk, container_port=task.container_port, node_port=task.endpoint_port),
-                namespace=self.namespace,
-            )
-            existing = self._create(self.core.create_namespaced_service, body)
-            ports = ((existing or {}).get("spec") or {}).get("ports") or []
-            if existing is not None and [p.get("nodePort") for p in ports] != [task.endpoint_port]:
-                self._delete(self.core.delete_namespaced_service, body["metadata"]["name"])
-                raise TransientRuntimeError(f"stale service {body['metadata']['name']} is being replaced")
 
     # -- observe -----------------------------------------------------------------------
     def _pods(self, selector, task_id=None):
