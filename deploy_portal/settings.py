@@ -167,6 +167,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A queue of its own lets several stacks (e.g. concurrent live test runs) share one Redis database.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Evaluations run for minutes: a queue (and workers) of their own, so they never hold up deploys and stops.
+EVALUATIONS_QUEUE = env.str("EVALUATIONS_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}-evaluations")
+CELERY_TASK_ROUTES = {"evaluations.tasks.run_evaluation": {"queue": EVALUATIONS_QUEUE}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -24,6 +24,7 @@ Environment: ``LIVE_REDIS_URL``; ``NODEPORT_RANGE`` (the ports tasks get; e.g. `
 The pytest-django ``live_server`` fixture combines with these for portal tests in a browser.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -87,6 +88,7 @@ class LiveStack:
     def __init__(self, root):
         self.root = Path(root)
         self.queue = f"live-{uuid.uuid4().hex[:12]}"
+        self.evaluations_queue = f"{self.queue}-evaluations"  # as settings derive it from the default queue
         self.runtime_dir = self.root / "local-runtime"
         self.env = {
             **os.environ,
@@ -103,18 +105,31 @@ class LiveStack:
             "PYTHONUNBUFFERED": "1",
         }
 
+    def kill_instances(self):
+        """Kill what a test left running (a failed one does not stop its tasks): the next test needs the ports."""
+        from scheduler.runtimes.local.records import RecordStore, group_alive
+
+        for record in RecordStore(self.runtime_dir).all():
+            if group_alive(record):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(record.pid, signal.SIGKILL)
+
 
 def _point_celery_at(app, broker_url, queue):
-    """Send this process's Celery messages to ``broker_url``, on ``queue``; verified, not hoped."""
+    """Send this process's Celery messages to ``broker_url``, on ``queue`` (evaluations on ``<queue>-evaluations``,
+    as settings route them); verified, not hoped."""
     # Celery reads CELERY_BROKER_URL from the environment first, and the Django-namespaced keys
     # before the plain ones: set all of them.
     os.environ["CELERY_BROKER_URL"] = broker_url
+    routes = {"evaluations.tasks.run_evaluation": {"queue": f"{queue}-evaluations"}}
     app.conf.update(
         CELERY_BROKER_URL=broker_url,
         broker_url=broker_url,
         CELERY_TASK_DEFAULT_QUEUE=queue,
         task_default_queue=queue,
         task_always_eager=False,
+        CELERY_TASK_ROUTES=routes,
+        task_routes=routes,
     )
     # Drop connections made for the previous broker, and the AMQP helper that cached the previous
     # default queue (in its task sender): the next send builds both anew from the configuration.
@@ -126,6 +141,7 @@ def _point_celery_at(app, broker_url, queue):
     kombu_pools.reset()
     app.__dict__.pop("amqp", None)
     assert (app.conf.broker_url, app.amqp.default_queue.name) == (broker_url, queue)
+    assert app.amqp.router.route({}, "evaluations.tasks.run_evaluation")["queue"].name == f"{queue}-evaluations"
 
 
 @pytest.fixture
@@ -142,6 +158,7 @@ def live_stack(tmp_path, settings):
     _point_celery_at(app, REDIS_URL, stack.queue)
     yield stack
     _point_celery_at(app, *before)
+    stack.kill_instances()
     if environ_before is None:
         os.environ.pop("CELERY_BROKER_URL", None)
     else:
@@ -149,11 +166,17 @@ def live_stack(tmp_path, settings):
 
 
 class LiveWorker:
-    """A ``celery worker`` subprocess (solo pool, embedded beat) of the live stack."""
+    """A ``celery worker`` subprocess (solo pool) of the live stack.
 
-    def __init__(self, stack):
+    By default it consumes both of the stack's queues and runs beat; ``queues=("evaluations",)`` makes
+    it an evaluations-only worker (no beat), ``queues=("default",)`` one that never runs an evaluation.
+    """
+
+    def __init__(self, stack, queues=("default", "evaluations"), beat=True, name="worker"):
         self.stack = stack
-        self.log_path = stack.root / "worker.log"
+        self.queues = [stack.queue if which == "default" else stack.evaluations_queue for which in queues]
+        self.beat, self.name = beat, name
+        self.log_path = stack.root / f"{name}.log"
         self.process = None
 
     def start(self, timeout=30):
@@ -167,14 +190,12 @@ class LiveWorker:
                 "deploy_portal",
                 "worker",
                 "--pool=solo",
-                "-B",
+                *(["-B", "-s", str(self.stack.root / "beat-schedule")] if self.beat else []),
                 "--loglevel=INFO",
                 "-Q",
-                self.stack.queue,
+                ",".join(self.queues),
                 "-n",
-                f"{self.stack.queue}@%h",
-                "-s",
-                str(self.stack.root / "beat-schedule"),
+                f"{self.stack.queue}-{self.name}@%h",
             ],
             cwd=REPO,
             env=self.stack.env,

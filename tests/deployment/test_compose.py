@@ -24,7 +24,14 @@ def test_compose_file_is_valid():
     import json
 
     config = json.loads(result.stdout)
-    assert {"postgres", "redis", "web", "worker", "beat"} <= set(config["services"])
+    assert {"postgres", "redis", "web", "worker", "evaluator", "beat"} <= set(config["services"])
+    # Evaluations have workers of their own, on the queue settings route them to.
+    assert config["services"]["worker"]["command"][-2:] == ["-Q", "celery"]
+    assert config["services"]["evaluator"]["command"][-2:] == ["-Q", "celery-evaluations"]
+    from django.conf import settings
+
+    assert settings.CELERY_TASK_ROUTES["evaluations.tasks.run_evaluation"] == {"queue": "celery-evaluations"}
+    assert "-Q celery-evaluations" in (ROOT / "scripts" / "run-portal").read_text()
     worker_env = config["services"]["worker"]["environment"]
     assert worker_env["DEPLOY_RUNTIME"] == "kubernetes"
     assert worker_env["CELERY_BROKER_URL"].startswith("redis://")

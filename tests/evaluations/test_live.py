@@ -18,7 +18,7 @@ from tasks.models import Task
 from tasks.services import task_create
 from tasks.states import Status
 from tests.factories import make_world, task_data
-from tests.live import live_stack, live_worker, wait_until  # noqa: F401 - fixtures
+from tests.live import LiveWorker, live_stack, live_worker, wait_until  # noqa: F401 - fixtures
 from tests.browser import log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -118,6 +118,37 @@ def test_the_worker_runs_an_evaluation_and_a_stopped_task_ends_the_next_one(live
     assert answer["status_message"] == str(stopped.get_failure_reason_display())
     assert stopped.results == {} or stopped.results["completed"] < 2000
     assert client.post(f"/api/v1/tasks/{task.pk}/evaluations/", {}, format="json").status_code == 409
+
+
+@pytest.fixture
+def split_workers(live_stack):
+    """The production layout: one worker for deploys, stops and beat, one for evaluations only."""
+    workers = [LiveWorker(live_stack, queues=("default",), name="worker").start(),
+               LiveWorker(live_stack, queues=("evaluations",), beat=False, name="evaluator").start()]
+    yield workers
+    for worker in workers:
+        worker.stop()
+
+
+def test_a_long_evaluation_does_not_hold_up_a_deploy(live_celery, split_workers):
+    worker, evaluator = split_workers
+    world = make_world()
+    task = running_demo_task(world, name="evaluated")
+    client = api(world.member)
+    long_run = client.post(f"/api/v1/tasks/{task.pk}/evaluations/",
+                           {"request_count": 2000, "concurrency": 1, "max_tokens": 6}, format="json").json()
+    wait_until(lambda: Evaluation.objects.get(pk=long_run["id"]).status == EvaluationStatus.RUNNING, timeout=30,
+               message=lambda: evaluator.log()[-3000:])
+
+    other = task_create(user=world.member, data=task_data(world, name="meanwhile", command=DEMO_MODEL, mounts=[]))
+    task_start(task=other, user=world.member)
+    wait_until(lambda: Task.objects.get(pk=other.pk).status == Status.RUNNING, timeout=60,
+               message=lambda: worker.log()[-3000:])
+    assert Evaluation.objects.get(pk=long_run["id"]).status == EvaluationStatus.RUNNING  # still going meanwhile
+    received = "Task evaluations.tasks.run_evaluation["  # the line a worker logs when it receives one
+    assert received not in worker.log() and received in evaluator.log()
+    task_stop(task=Task.objects.get(pk=task.pk), user=world.member)
+    wait_until(lambda: finished(long_run["id"]), timeout=60, message=lambda: evaluator.log()[-3000:])
 
 
 @pytest.mark.browser
