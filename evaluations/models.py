@@ -17,6 +17,7 @@ MAX_TOKENS = 8192
 MAX_TIMEOUT_SECONDS = 600
 # Slack on top of a run's longest possible duration before a run nobody finished counts as abandoned.
 ABANDON_GRACE = timedelta(minutes=2)
+QUEUE_WAIT = timedelta(minutes=30)  # how long a run may wait for an evaluations worker before it counts as lost
 
 
 class EvaluationStatus(models.TextChoices):
@@ -135,6 +136,13 @@ class Evaluation(models.Model):
         return timedelta(seconds=arrivals + waves * self.timeout_seconds)
 
     def is_abandoned(self, now) -> bool:
-        """An active run past its longest duration (plus slack): its worker is gone."""
-        since = self.started_at or self.created_at
+        """An active run past its longest duration (plus slack): its worker is gone.
+
+        A run not started yet may be waiting its turn behind other evaluations on their queue: it is given
+        ``QUEUE_WAIT`` more before its message counts as lost.
+        """
+        if self.started_at is not None:
+            since = self.started_at
+        else:
+            since = self.created_at + QUEUE_WAIT
         return self.is_active and now > since + self.longest_duration() + ABANDON_GRACE

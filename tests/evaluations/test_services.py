@@ -102,12 +102,17 @@ def test_the_safety_net_fails_only_runs_past_their_longest_duration(world):
     fresh = Evaluation.objects.create(task=running_task(world, port=31998, name="b"), status=EvaluationStatus.RUNNING,
                                       started_at=now - timedelta(minutes=2), **params)
     lost = Evaluation.objects.create(task=running_task(world, port=31997, name="c"), **params)
-    Evaluation.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=5))  # never picked up
+    Evaluation.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=35))  # never picked up
+    waiting = Evaluation.objects.create(task=running_task(world, port=31996, name="d"), **params)
+    # Queued behind other evaluations for longer than it would run: still waiting its turn, not lost.
+    Evaluation.objects.filter(pk=waiting.pk).update(created_at=now - timedelta(minutes=10))
 
     fail_abandoned_evaluations.apply()
 
     statuses = dict(Evaluation.objects.values_list("pk", "failure_reason"))
-    assert statuses == {stale.pk: FailureReason.ABANDONED, fresh.pk: "", lost.pk: FailureReason.ABANDONED}
+    assert statuses == {
+        stale.pk: FailureReason.ABANDONED, fresh.pk: "", lost.pk: FailureReason.ABANDONED, waiting.pk: "",
+    }
 
 
 @pytest.mark.parametrize(
