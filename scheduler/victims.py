@@ -26,6 +26,9 @@ from math import comb
 from .placement import Capacity, FreeBlocks, Machine, Wait, WaitCode
 
 SEARCH_BUDGET = 20_000
+# The sets of one size among one machine's holders are few (a machine holds a handful of tasks): searched
+# even when the whole search is over budget.
+MACHINE_SEARCH_FLOOR = 256
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def _one_machine(check, held, budget):
         if len(chosen) != size:
             continue
         on = [holder for holder, _skus in held[machine_id]]
-        if comb(len(on), size) <= budget:
+        if comb(len(on), size) <= max(budget, MACHINE_SEARCH_FLOOR):
             chosen = next((list(c) for c in combinations(on, size) if check.fits(c)), chosen)
         found.append(chosen)
     return found
@@ -193,16 +196,19 @@ def _blocks_by_machine(check, held):
         for holder, skus in sorted(held.get(machine_id, []), key=lambda pair: -pair[1]):
             taken.append(holder)
             freed += skus
-            gained = (max(0, free) + freed) // k - max(0, free) // k
+            gained = max(0, free + freed) // k - max(0, free) // k
             if gained and gained not in options:
                 options[gained] = list(taken)
         merged = dict(best)
         for have, (count, chosen) in best.items():
             for gained, holders in options.items():
+                # A task with replicas on several machines is one victim, whatever it frees where.
+                combined = chosen + [holder for holder in holders if holder not in chosen]
                 total = min(need, have + gained)
-                if total not in merged or count + len(holders) < merged[total][0]:
-                    merged[total] = (count + len(holders), chosen + holders)
+                if total not in merged or len(combined) < merged[total][0]:
+                    merged[total] = (len(combined), combined)
         best = merged
+    # The blocks are counted machine by machine: only a set that truly fits is a candidate.
     return [chosen for _count, chosen in best.values() if check.fits(chosen)]
 
 
@@ -217,7 +223,8 @@ def _preferred(check, ranked, budget):
     def preference(chosen):  # fewer first, then the order the exact search tries sets of one size in
         return len(chosen), sorted(rank[h.task_id] for h in chosen)
 
-    return min((_pruned(check, set(chosen), ranked) for chosen in candidates), key=preference)
+    pruned = [_pruned(check, set(chosen), ranked) for chosen in candidates if check.fits(set(chosen))]
+    return min(pruned, key=preference)
 
 
 def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):

@@ -31,7 +31,9 @@ def test_compose_file_is_valid():
     from django.conf import settings
 
     assert settings.CELERY_TASK_ROUTES["evaluations.tasks.run_evaluation"] == {"queue": "celery-evaluations"}
-    assert "-Q celery-evaluations" in (ROOT / "scripts" / "run-portal").read_text()
+    run_portal = (ROOT / "scripts" / "run-portal").read_text()
+    assert 'QUEUE="${CELERY_TASK_DEFAULT_QUEUE:-celery}"' in run_portal
+    assert 'EVALUATIONS="${EVALUATIONS_QUEUE:-$QUEUE-evaluations}"' in run_portal
     worker_env = config["services"]["worker"]["environment"]
     assert worker_env["DEPLOY_RUNTIME"] == "kubernetes"
     assert worker_env["CELERY_BROKER_URL"].startswith("redis://")

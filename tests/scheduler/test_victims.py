@@ -169,3 +169,27 @@ def test_over_budget_replicas_sharing_a_machine_count_once():
     exact = choose_victims(machines=machines, holders=holders, demand=Demand(4))
     assert choose_victims(machines=machines, holders=holders, demand=Demand(4), budget=0) == exact
     assert exact.victims == (3,)  # one victim either way: the most recently started
+
+
+def test_over_budget_a_task_spread_over_machines_counts_once_and_the_choice_fits():
+    """Found by review: a 3-replica holder over three machines made a candidate look as if it fit."""
+    holders = [Holder(1, 1, ((1, 4),)), Holder(2, 2, ((0, 4),)), Holder(3, 3, ((2, 1),)),
+               Holder(4, 4, ((0, 4), (2, 4), (1, 4))), Holder(5, 5, ((2, 1),))]
+    holders += [Holder(100 + i, 0, ((3 + i // 8, 1),)) for i in range(24)]  # three machines of old 1-SKU tasks
+    machines = world(holders, [8] * 6)
+    exact = choose_victims(machines=machines, holders=holders, demand=Demand(8, 3), budget=10**9)
+    quick = choose_victims(machines=machines, holders=holders, demand=Demand(8, 3))
+    assert quick.fits and fits_without(machines, holders, set(quick.victims), Demand(8, 3))
+    assert len(quick.victims) == len(exact.victims) and len(quick.placement) == 3
+
+
+@settings(max_examples=400, deadline=None)
+@given(crowded(spanning=True))
+def test_over_budget_every_choice_fits_and_spares_no_one(scenario):
+    machines, holders, demand = scenario
+    quick = choose_victims(machines=machines, holders=holders, demand=demand, budget=0)
+    if not quick.fits:
+        return
+    assert fits_without(machines, holders, set(quick.victims), demand) and len(quick.placement) == demand.replicas
+    for victim in quick.victims:
+        assert not fits_without(machines, holders, set(quick.victims) - {victim}, demand)

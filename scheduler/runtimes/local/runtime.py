@@ -74,16 +74,17 @@ def read_last_lines(path, count, block=64 * 1024):
     """The last ``count`` lines of the file at ``path``, read back from its end only as far as they reach."""
     from ..logs import tail_lines
 
+    blocks, newlines = [], 0
     with open(path, "rb") as fh:
         position = fh.seek(0, os.SEEK_END)
-        data = b""
-        while position > 0 and data.count(b"\n") <= count:
+        while position > 0 and newlines <= count:
             step = min(block, position)
             position -= step
             fh.seek(position)
-            data = fh.read(step) + data
+            blocks.append(fh.read(step))
+            newlines += blocks[-1].count(b"\n")
     # A character cut at the first block's start is in a line that tail_lines leaves out.
-    return tail_lines(data.decode("utf-8", errors="replace"), count)
+    return tail_lines(b"".join(reversed(blocks)).decode("utf-8", errors="replace"), count)
 
 
 def command_line(task):
