@@ -71,14 +71,28 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
             for index, node, _applied in instances
             if seen.get(index) is not None and not seen[index].ready and seen[index].message
         ]
-        sentence = Sentence(
-            N_(
-                "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
-            ),
-            seconds=timeout_seconds,
-        )
-        return Verdict(failure=joined(sentence, *waiting))
+        return Verdict(failure=joined(_timeout_sentence(timeout_seconds), *waiting))
     return Verdict()
+
+
+def _timeout_sentence(seconds):
+    return Sentence(
+        N_(
+            "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
+        ),
+        seconds=seconds,
+    )
+
+
+def _overdue(task_id):
+    """The timeout sentence when the deploying task is past ``DEPLOY_TIMEOUT_SECONDS``, else None."""
+    task = Task.objects.filter(pk=task_id, status=Status.DEPLOYING).first()
+    if task is None:
+        return None
+    since = _deploying_since(task)
+    if since is None or timezone.now() - since <= timedelta(seconds=settings.DEPLOY_TIMEOUT_SECONDS):
+        return None
+    return _timeout_sentence(settings.DEPLOY_TIMEOUT_SECONDS)
 
 
 def instances_observed(*, task, observations):
@@ -124,9 +138,10 @@ def observe_task(task_id, snapshot=None):
     task = _holding(task_id)
     if task is None:
         return None
+    # Which instances were applied, read before the runtime is: one applied meanwhile is not "vanished".
+    instances = [(i.index, i.node_name, bool(i.handle)) for i in task.instances.order_by("index")]
     observations = get_runtime().observe(task, snapshot=snapshot)
     instances_observed(task=task, observations=observations)
-    instances = [(i.index, i.node_name, bool(i.handle)) for i in task.instances.order_by("index")]
     result = verdict(
         status=task.status,
         instances=instances,
@@ -180,7 +195,7 @@ def reconcile():
 
     Holding tasks are observed (a vanished instance fails its task with the reason; a deploy past
     ``DEPLOY_TIMEOUT_SECONDS`` fails with a sentence); a deploying task whose apply never happened
-    (its worker died) is applied again, unless it is past that timeout too. Then every workload the
+    (its worker died) is applied again, or failed once it is past that timeout too. Then every workload the
     database does not hold — unknown, or of a task that no longer holds GPUs — is removed, its log
     archived first. One task or workload that cannot be handled is logged and skipped: the pass goes
     on with the others (a re-apply the runtime refuses for good fails its task with the refusal).
@@ -188,21 +203,28 @@ def reconcile():
     from .base import RuntimeFailure, TransientRuntimeError
 
     runtime = get_runtime()
+    # The deploys not applied yet, read before the runtime: one applied after this read is re-applied (a no-op),
+    # never judged on a snapshot taken before its workloads existed.
+    unapplied = set(
+        TaskInstance.objects.filter(task__status=Status.DEPLOYING, handle="").values_list("task_id", flat=True)
+    )
     # Read the workloads before the database: one created after this read has its row committed already.
     workloads = runtime.workloads()
     snapshot = runtime.snapshot()
     done = {"observed": [], "reapplied": [], "failed": [], "removed": []}
-    unapplied = set(
-        TaskInstance.objects.filter(task__status=Status.DEPLOYING, handle="").values_list("task_id", flat=True)
-    )
     for task_id in Task.objects.holding().order_by("pk").values_list("pk", flat=True):
         try:
-            # Observed first: a deploy that never happened fails once it is past the timeout.
-            status = observe_task(task_id, snapshot=snapshot)
-            if task_id in unapplied and status == Status.DEPLOYING:
-                deploy(task_id)
-                done["reapplied"].append(task_id)
+            if task_id in unapplied:
+                # Not observed: its apply may be under way in another worker, after the snapshot was read.
+                overdue = _overdue(task_id)
+                if overdue is not None:
+                    fail(task_id, overdue)
+                    done["failed"].append(task_id)
+                else:
+                    deploy(task_id)
+                    done["reapplied"].append(task_id)
             else:
+                observe_task(task_id, snapshot=snapshot)
                 done["observed"].append(task_id)
         except TransientRuntimeError:
             logger.warning("reconcile: task %s could not be observed now", task_id, exc_info=True)

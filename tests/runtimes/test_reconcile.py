@@ -87,3 +87,32 @@ def test_a_reapply_refused_for_good_fails_its_task_with_the_refusal(scene):
     assert task.status == Status.FAILED and done["failed"] == [unapplied.pk]
     with translation.override("en"):
         assert str(task.status_message) == "Kubernetes refused Pod dp-task-1-0: exceeded quota"
+
+
+class ApplyingMeanwhile(Broken):
+    """Another worker's apply of ``task`` lands just before this pass reads the runtime: its snapshot is
+    older than the handle. Apply here succeeds (it finds the workload there)."""
+
+    def __init__(self, task):
+        super().__init__(None)
+        self.task = task
+
+    def snapshot(self):
+        self.task.instances.update(handle="applied-meanwhile")
+        return {}
+
+    def apply(self, task):
+        self.applied.append(task.pk)
+
+    def observe(self, task, snapshot=None):
+        if snapshot is not None:  # what the pass read before the apply landed
+            return super().observe(task, snapshot)
+        return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in task.instances.all()]
+
+
+def test_a_deploy_applied_while_the_pass_reads_the_runtime_is_not_taken_for_vanished(scene):
+    unapplied, _vanished, use = scene
+    runtime = use(ApplyingMeanwhile(unapplied))
+    done = operations.reconcile()
+    assert status(unapplied) == Status.DEPLOYING and done["reapplied"] == [unapplied.pk]
+    assert runtime.applied == [unapplied.pk]
