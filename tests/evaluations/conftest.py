@@ -14,6 +14,16 @@ def running_task(world, *, port, **fields):
     return TaskFactory(**{**defaults, **fields})
 
 
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The ids handed to Celery."""
+    from evaluations import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.run_evaluation, "delay", sent.append)
+    return sent
+
+
 @pytest.fixture(scope="module")
 def demo_server():
     """A demo model with known timings: first token after 200 ms, then one every 30 ms."""

@@ -1,34 +1,16 @@
 """The evaluation API: who may see and start runs, the 409s and 400s, and the answers' shape."""
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from evaluations.models import Evaluation, EvaluationStatus
 from evaluations.services import evaluation_run
 from tasks.states import Status
+from tests.api.conftest import api_client as api
 from tests.factories import ManagerFactory, UserFactory
 
 from .conftest import running_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
-
-
-def api(user=None):
-    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
-    if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    from evaluations import tasks
-
-    sent = []
-    monkeypatch.setattr(tasks.run_evaluation, "delay", sent.append)
-    return sent
 
 
 def url(task):

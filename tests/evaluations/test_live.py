@@ -9,17 +9,16 @@ import sys
 
 import pytest
 from playwright.sync_api import expect
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from evaluations.models import Evaluation, EvaluationStatus, FailureReason
 from scheduler.services import task_start, task_stop
 from tasks.models import Task
 from tasks.services import task_create
 from tasks.states import Status
+from tests.api.conftest import api_client as api
+from tests.browser import log_in
 from tests.factories import make_world, task_data
 from tests.live import LiveWorker, live_stack, live_worker, wait_until  # noqa: F401 - fixtures
-from tests.browser import log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -75,12 +74,6 @@ def _answers(httpx, endpoint):
         return httpx.get(f"{endpoint}/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def api(user):
-    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
 
 
 def finished(evaluation_id):

@@ -25,15 +25,6 @@ def member_client(world):
     return client
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    from evaluations import tasks
-
-    sent = []
-    monkeypatch.setattr(tasks.run_evaluation, "delay", sent.append)
-    return sent
-
-
 def finished_run(task, **results):
     samples = [100.0, 120.0, 130.0, 400.0]
     base = {

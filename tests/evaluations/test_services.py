@@ -23,16 +23,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 PARAMETERS = {"max_tokens": 8, "request_count": 8, "concurrency": 4}
 
 
-@pytest.fixture
-def enqueued(monkeypatch):
-    """The ids handed to Celery."""
-    from evaluations import tasks
-
-    sent = []
-    monkeypatch.setattr(tasks.run_evaluation, "delay", sent.append)
-    return sent
-
-
 def test_create_records_the_run_and_enqueues_it_after_commit(world, enqueued, django_capture_on_commit_callbacks):
     task = running_task(world, port=31999, env=[{"name": "SHM_SIZE", "value": "8G"}])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
