@@ -105,8 +105,13 @@ def _plans(states):
     for vc_id in sorted(states):
         state = states[vc_id]
         plans[vc_id] = plan = plan_cluster(state, explain=True, ports=ports)
-        ports.update(t.external_port for t in state.queue if t.id in plan.placements and t.external_port is not None)
+        ports.update(planned_ports(state.queue, plan))
     return plans
+
+
+def planned_ports(queue, plan):
+    """The fixed external ports of the queued tasks ``plan`` starts: taken for the plans of the VCs after it."""
+    return {t.external_port for t in queue if t.id in plan.placements and t.external_port is not None}
 
 
 def virtual_cluster_capacity(*, virtual_cluster_ids):

@@ -30,7 +30,7 @@ from tasks.states import HOLDING, Action, Status
 from . import dispatch
 from .placement import Demand, never_fits, never_fits_text
 from .queues import QueuedTask
-from .selectors import CLUSTER_FIELDS, cluster_states, held_ports, plan_cluster
+from .selectors import CLUSTER_FIELDS, cluster_states, held_ports, plan_cluster, planned_ports
 from .victims import Holder, choose_victims
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,9 @@ class _Ports:
     def for_queue(self, queue):
         return self.used | self._planned if any(t.external_port is not None for t in queue) else frozenset()
 
-    def plan(self, queue, placements):
-        """Remember the fixed ports of the queued tasks a plan places, for the plans after it."""
-        self._planned.update(t.external_port for t in queue if t.id in placements and t.external_port is not None)
+    def plan(self, queue, plan):
+        """Remember the fixed ports ``plan`` gives out, for the plans after it."""
+        self._planned.update(planned_ports(queue, plan))
 
     def reserve(self, wanted):
         """Claim ``wanted`` (a fixed external port) or the lowest free one of ``NODEPORT_RANGE``."""
@@ -194,7 +194,7 @@ def _run_pass(clusters, ports=None):
     for state in cluster_states(clusters).values():
         _drop_hopeless(state)
         plan = plan_cluster(state, ports=ports.for_queue(state.queue))
-        ports.plan(state.queue, plan.placements)
+        ports.plan(state.queue, plan)
         for task_id, node_ids in plan.placements.items():
             placements[task_id] = (state, node_ids)
     return _place(placements, ports)

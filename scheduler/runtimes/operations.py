@@ -71,17 +71,14 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
             for index, node, _applied in instances
             if seen.get(index) is not None and not seen[index].ready and seen[index].message
         ]
-        return Verdict(failure=joined(_timeout_sentence(timeout_seconds), *waiting))
+        sentence = Sentence(
+            N_(
+                "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
+            ),
+            seconds=timeout_seconds,
+        )
+        return Verdict(failure=joined(sentence, *waiting))
     return Verdict()
-
-
-def _timeout_sentence(seconds):
-    return Sentence(
-        N_(
-            "The task did not become ready within %(seconds)s seconds — check the logs, or raise DEPLOY_TIMEOUT_SECONDS for a model that loads slowly."
-        ),
-        seconds=seconds,
-    )
 
 
 def _overdue(task_id):
@@ -89,10 +86,12 @@ def _overdue(task_id):
     task = Task.objects.filter(pk=task_id, status=Status.DEPLOYING).first()
     if task is None:
         return None
-    since = _deploying_since(task)
-    if since is None or timezone.now() - since <= timedelta(seconds=settings.DEPLOY_TIMEOUT_SECONDS):
-        return None
-    return _timeout_sentence(settings.DEPLOY_TIMEOUT_SECONDS)
+    # The verdict on a deploy with nothing to observe: only its age can fail it.
+    result = verdict(
+        status=task.status, instances=[], observations=[], deploying_since=_deploying_since(task),
+        now=timezone.now(), timeout_seconds=settings.DEPLOY_TIMEOUT_SECONDS,
+    )
+    return result.failure or None
 
 
 def instances_observed(*, task, observations):
