@@ -3,10 +3,7 @@
 from django.db import models
 from django.db.models import Q
 
-
-def is_manager(user) -> bool:
-    """Managers see every task and every GPU pool (staff with the manager permissions, or superusers)."""
-    return bool(user and user.is_authenticated and (user.is_superuser or user.has_perm("tasks.view_all_tasks")))
+from .permissions import is_manager
 
 
 class ProjectQuerySet(models.QuerySet):

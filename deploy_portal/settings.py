@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the API docs' Swagger UI, served from here rather than a CDN
     "django_htmx",
+    "deploy_portal.portal",
     "clusters",
     "tasks",
     "scheduler",
@@ -125,10 +126,10 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "deploy_portal.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "deploy_portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "deploy_portal.api_schema.ApiAutoSchema",
-    "EXCEPTION_HANDLER": "deploy_portal.api_exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "deploy_portal.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "deploy_portal.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "deploy-portal API",

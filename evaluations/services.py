@@ -2,6 +2,7 @@
 
 import logging
 
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,6 +22,7 @@ PARAMETER_FIELDS = (
     "endpoint_kind", "model_name", "prompt", "max_tokens", "request_count", "concurrency", "request_rate",
     "timeout_seconds",
 )
+RUN_EVALUATION = "evaluations.tasks.run_evaluation"
 # How often a run looks at its task while it goes.
 TASK_CHECK_SECONDS = 1.0
 
@@ -43,8 +45,6 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
     the task is running, OperationRefused when it has no endpoint or a run of it is already under way.
     The run is handed to a Celery worker once the transaction commits.
     """
-    from .tasks import run_evaluation
-
     unknown = set(parameters) - set(PARAMETER_FIELDS)
     if unknown:
         raise ValueError(f"unknown evaluation parameters: {sorted(unknown)}")
@@ -63,7 +63,8 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
         except IntegrityError as exc:  # the constraint, should another run have slipped in
             raise OperationRefused(_("An evaluation of task “%(task)s” is already under way.")
                                    % {"task": task.name}) from exc
-        transaction.on_commit(lambda: run_evaluation.delay(evaluation.pk))
+        # By name from the app's registry: the Celery task module imports these services.
+        transaction.on_commit(lambda: current_app.tasks[RUN_EVALUATION].delay(evaluation.pk))
     return evaluation
 
 

@@ -2,18 +2,16 @@
 
 from celery import shared_task
 
+from .services import evaluation_run, evaluations_fail_abandoned
+
 
 @shared_task(acks_late=True, ignore_result=True, name="evaluations.tasks.run_evaluation")
 def run_evaluation(evaluation_id):
     """Run the evaluation if it is still pending; a redelivered message finds it claimed and does nothing."""
-    from .services import evaluation_run
-
     evaluation_run(evaluation_id=evaluation_id)
 
 
 @shared_task(acks_late=True, ignore_result=True, name="evaluations.tasks.fail_abandoned_evaluations")
 def fail_abandoned_evaluations():
     """Beat's safety net: runs whose worker died would otherwise stay running for ever."""
-    from .services import evaluations_fail_abandoned
-
     evaluations_fail_abandoned()

@@ -7,13 +7,12 @@ leaves the least room (best fit), ties broken by machine name.
 Replicas of one task are identical, so a task fits exactly when the machines together can host
 ``replicas`` blocks of ``sku_count`` (``sum(free // sku_count)``); greedy best fit never turns a
 fitting task into a failing one, which is why feasibility and the choice of machines agree.
+Why a task waits is said in words by ``scheduler.reasons``.
 """
 
 from bisect import insort
 from collections import defaultdict
 from dataclasses import dataclass
-
-from deploy_portal.sentences import N_, NP_, Sentence, joined
 
 
 @dataclass(frozen=True)
@@ -70,14 +69,6 @@ class Wait:
     blocker: str | None = None
     port: int | None = None
 
-    def sentence(self):
-        """The reason, said in each reader's language when stored (deploy_portal.sentences)."""
-        return wait_text(self)
-
-    def text(self):
-        """The reason in words of the active language."""
-        return str(wait_text(self))
-
 
 class FreeBlocks:
     """The free SKUs of a VC's schedulable machines, bucketed by size so best fit is cheap.
@@ -98,9 +89,6 @@ class FreeBlocks:
                 self.total += machine.free
         for bucket in self._buckets.values():
             bucket.sort()
-
-    def free_of(self, machine_id):
-        return self._free.get(machine_id, 0)
 
     def instances_fitting(self, sku_count):
         """How many instances of ``sku_count`` SKUs the machines could host together."""
@@ -153,21 +141,19 @@ class Capacity:
     def can_fit(self, demand):
         return self.instances_fitting(demand.sku_count) >= demand.replicas
 
-
-def place(machines, demand):
-    """Best-fit machine ids for each replica of ``demand`` on ``machines`` now, or None."""
-    return FreeBlocks(machines).take(demand)
+    def never_fits(self, demand, *, ahead=0):
+        """A ``never_fits`` Wait when ``demand`` could not fit even on these machines empty, else None."""
+        if self.can_fit(demand):
+            return None
+        return Wait(
+            code=WaitCode.NEVER_FITS, sku_count=demand.sku_count, replicas=demand.replicas, ahead=ahead,
+            ever_fitting_instances=self.instances_fitting(demand.sku_count), largest_capacity=self.largest,
+        )
 
 
 def never_fits(machines, demand):
     """A Wait saying ``demand`` could not fit even on the empty VC (every machine), or None if it could."""
-    capacity = Capacity(machines)
-    if capacity.can_fit(demand):
-        return None
-    return Wait(
-        code=WaitCode.NEVER_FITS, sku_count=demand.sku_count, replicas=demand.replicas,
-        ever_fitting_instances=capacity.instances_fitting(demand.sku_count), largest_capacity=capacity.largest,
-    )
+    return Capacity(machines).never_fits(demand)
 
 
 def why_not(blocks, demand, *, ahead=0):
@@ -178,64 +164,3 @@ def why_not(blocks, demand, *, ahead=0):
         code=code, sku_count=demand.sku_count, replicas=demand.replicas, ahead=ahead, free_total=blocks.total,
         largest_free=largest, largest_machine=machine, fitting_instances=blocks.instances_fitting(demand.sku_count),
     )
-
-
-def _ahead(count):
-    return Sentence(NP_("%(count)s task ahead", "%(count)s tasks ahead"), number="count", count=count)
-
-
-def _needs(wait):
-    if wait.replicas == 1:
-        return Sentence(
-            NP_("needs %(sku)s SKU on one machine", "needs %(sku)s SKUs on one machine"), number="sku", sku=wait.sku_count
-        )
-    return Sentence(
-        N_("needs %(replicas)s instances of %(sku)s SKUs, each on one machine"), replicas=wait.replicas, sku=wait.sku_count
-    )
-
-
-def never_fits_text(wait):
-    """Why a task could never fit, as a Sentence: "needs 9 SKUs on one machine, but the largest machine offers 8"."""
-    if wait.largest_capacity == 0:
-        return Sentence(N_("needs %(sku)s SKUs on one machine, but the virtual cluster has no machines"), sku=wait.sku_count)
-    if wait.sku_count > wait.largest_capacity:
-        return Sentence(
-            N_("needs %(sku)s SKUs on one machine, but the largest machine offers %(largest)s"),
-            sku=wait.sku_count, largest=wait.largest_capacity,
-        )
-    return Sentence(
-        N_("%(needs)s, but even empty the machines could host only %(count)s"),
-        needs=_needs(wait), count=wait.ever_fitting_instances,
-    )
-
-
-def wait_text(wait):
-    """The reason as a Sentence, e.g. "needs 4 SKUs on one machine; largest free block is 2 on node-07; 3 tasks ahead"."""
-    if wait.code == WaitCode.NEVER_FITS:
-        return Sentence(N_("can never fit: %(why)s"), why=never_fits_text(wait))
-    if wait.code == WaitCode.BEHIND_PINNED:
-        parts = [Sentence(N_("waits behind the pinned task “%(task)s”"), task=wait.blocker)]
-    elif wait.code == WaitCode.BEHIND_HEAD:
-        parts = [Sentence(N_("strict FIFO: waits behind “%(task)s” at the head of the queue"), task=wait.blocker)]
-    elif wait.code == WaitCode.PORT_IN_USE:
-        parts = [Sentence(N_("external port %(port)s is in use by another task"), port=wait.port)]
-    elif wait.code == WaitCode.PLACEABLE:
-        parts = [Sentence(N_("GPUs are free; starting shortly"))]
-    elif wait.code == WaitCode.FRAGMENTED:
-        if wait.largest_machine is None:
-            largest = Sentence(N_("no machine has a free SKU"))
-        else:
-            largest = Sentence(
-                N_("largest free block is %(size)s on %(machine)s"), size=wait.largest_free, machine=wait.largest_machine
-            )
-        parts = [_needs(wait), largest]
-        if wait.replicas > 1:
-            parts.append(Sentence(N_("free blocks fit %(count)s"), count=wait.fitting_instances))
-    else:
-        parts = [
-            Sentence(
-                N_("needs %(needed)s SKUs in total; %(free)s free"),
-                needed=wait.sku_count * wait.replicas, free=wait.free_total,
-            )
-        ]
-    return joined(*parts, _ahead(wait.ahead), sep="; ")

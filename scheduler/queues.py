@@ -9,7 +9,7 @@ The queue comes in SPEC's order (the pinned task first, then by the time each wa
 - An unpinned task that could never fit the VC (its machines were removed after it was queued) waits
   without blocking the tasks behind it: it would otherwise stall the queue forever. A pinned one still
   blocks (nothing overtakes a pinned task). The scheduling pass then takes such tasks out of the queue
-  (stopped, with the reason: ``scheduler.services``), as SPEC refuses them at start.
+  (stopped, with the reason: ``scheduler.scheduling``), as SPEC refuses them at start.
 """
 
 from dataclasses import dataclass, field
@@ -82,11 +82,9 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
 
     for task in queue:
         demand = task.demand
-        if not capacity.can_fit(demand):
-            wait(task, Wait(
-                code=WaitCode.NEVER_FITS, sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
-                ever_fitting_instances=capacity.instances_fitting(task.sku_count), largest_capacity=capacity.largest,
-            ))
+        hopeless = capacity.never_fits(demand, ahead=waiting)
+        if hopeless is not None:
+            wait(task, hopeless)
             if task.pinned and barrier is None:
                 barrier = (WaitCode.BEHIND_PINNED, task.name)
             continue

@@ -14,7 +14,9 @@ from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Status
 
 from .placement import Demand, FreeBlocks, Machine, never_fits
+from .ports import PortBook
 from .queues import QueuedTask, plan_queue
+from .reasons import wait_text
 
 CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy")
 
@@ -82,36 +84,21 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True):
     return states
 
 
-def held_ports():
-    """The endpoint ports taken by tasks holding GPUs (in any VC: node ports are cluster-wide)."""
-    return set(Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True))
+def plan_clusters(states, ports, *, explain=False):
+    """{vc id: plan} for ``states``, decided as the scheduling pass decides them: VC by VC in id order,
+    the fixed ports one plan gives out taken for the plans after it (``ports``: a ``PortBook``).
 
-
-def plan_cluster(state, *, explain=False, ports=None):
-    """The queue plan of one VC state; reads the held ports only when a queued task asks for a fixed one."""
-    if ports is None:
-        ports = held_ports() if any(t.external_port is not None for t in state.queue) else frozenset()
-    return plan_queue(
-        machines=state.machines, queue=state.queue, policy=state.queue_policy, ports_in_use=ports, explain=explain
-    )
-
-
-def _plans(states):
-    """{vc id: explained plan}, decided as the scheduling pass decides them: VC by VC in id order, the fixed
-    ports one plan gives out taken for the plans after it. The held ports are read only if a task asks for one."""
-    wanted = any(t.external_port is not None for s in states.values() for t in s.queue)
-    ports = set(held_ports()) if wanted else set()
+    The pass and the queue views both plan through here, so a reason shown is the decision the pass makes.
+    """
     plans = {}
     for vc_id in sorted(states):
         state = states[vc_id]
-        plans[vc_id] = plan = plan_cluster(state, explain=True, ports=ports)
-        ports.update(planned_ports(state.queue, plan))
+        plans[vc_id] = plan = plan_queue(
+            machines=state.machines, queue=state.queue, policy=state.queue_policy,
+            ports_in_use=ports.for_queue(state.queue), explain=explain,
+        )
+        ports.plan(state.queue, plan)
     return plans
-
-
-def planned_ports(queue, plan):
-    """The fixed external ports of the queued tasks ``plan`` starts: taken for the plans of the VCs after it."""
-    return {t.external_port for t in queue if t.id in plan.placements and t.external_port is not None}
 
 
 def virtual_cluster_capacity(*, virtual_cluster_ids):
@@ -135,7 +122,7 @@ def _entry(state, plan, task):
     return {
         "id": task.id, "name": task.name, "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
         "sku_count": task.sku_count, "replicas": task.replicas,
-        "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait.text(),
+        "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait_text(wait),
     }
 
 
@@ -150,7 +137,7 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
     if virtual_cluster_id is not None:
         clusters = clusters.filter(pk=virtual_cluster_id)
     states = cluster_states(clusters.values(*CLUSTER_FIELDS), with_owners=True)
-    plans = _plans(states)
+    plans = plan_clusters(states, PortBook(locked=False), explain=True)
     result = []
     for state in states.values():
         plan = plans[state.id]
@@ -176,11 +163,11 @@ def queue_info_for(tasks):
     if not wanted:
         return {}
     states = cluster_states(VirtualCluster.objects.filter(pk__in=list(wanted)).values(*CLUSTER_FIELDS))
-    plans = _plans(states)
+    plans = plan_clusters(states, PortBook(locked=False), explain=True)
     info = {}
     for vc_id, plan in plans.items():
         for task_id in wanted[vc_id] & plan.positions.keys():
-            info[task_id] = (plan.positions[task_id], plan.waits[task_id].text())
+            info[task_id] = (plan.positions[task_id], wait_text(plan.waits[task_id]))
     return info
 
 
@@ -196,4 +183,4 @@ def capacity_warning(*, virtual_cluster, sku_count, replicas):
         )
     ]
     wait = never_fits(machines, Demand(sku_count, replicas))
-    return wait.text() if wait else None
+    return wait_text(wait) if wait else None

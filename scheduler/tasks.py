@@ -9,8 +9,10 @@ import logging
 
 from celery import shared_task
 
-from deploy_portal.sentences import N_, Sentence
-from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
+from deploy_portal.messages import N_, Sentence
+
+from . import jobs, scheduling
+from .runtimes.base import RuntimeFailure, TransientRuntimeError
 
 logger = logging.getLogger(__name__)
 
@@ -30,29 +32,19 @@ def _backoff(retries):
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def schedule_virtual_cluster(virtual_cluster_id):
-    from scheduler.services import schedule_virtual_cluster as run_pass
-
-    run_pass(virtual_cluster_id=virtual_cluster_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
 def schedule_all():
-    from scheduler.services import schedule_all as run_all
-
-    run_all()
+    """Beat's net: the pass over every VC (each service that changes a queue runs its VC's pass itself)."""
+    scheduling.schedule_all()
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def deploy_task(self, task_id):
     """Apply a deploying task's placements through the runtime, then watch it until it is ready or failed."""
-    from scheduler.runtimes import operations
-
     try:
-        status = operations.deploy(task_id)
+        status = jobs.deploy(task_id)
     except TransientRuntimeError as exc:
         if self.request.retries >= self.max_retries:
-            operations.fail(
+            jobs.fail(
                 task_id,
                 Sentence(
                     N_("The runtime could not be reached to deploy the task: %(error)s — start it again later."),
@@ -62,7 +54,7 @@ def deploy_task(self, task_id):
             return
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
     except RuntimeFailure as exc:
-        operations.fail(task_id, exc.sentence)
+        jobs.fail(task_id, exc.sentence)
         return
     if status == "deploying":
         watch_task.apply_async((task_id, WATCH_FIRST_SECONDS), countdown=WATCH_FIRST_SECONDS)
@@ -71,10 +63,8 @@ def deploy_task(self, task_id):
 @shared_task(acks_late=True, ignore_result=True)
 def watch_task(task_id, interval=WATCH_FIRST_SECONDS):
     """Observe a deploying task; look again (a little later each time) while it is still deploying."""
-    from scheduler.runtimes import operations
-
     try:
-        status = operations.observe_task(task_id)
+        status = jobs.observe_task(task_id)
     except TransientRuntimeError:
         logger.warning("watch: task %s could not be observed now", task_id, exc_info=True)
         status = "deploying"
@@ -86,10 +76,8 @@ def watch_task(task_id, interval=WATCH_FIRST_SECONDS):
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def teardown_task(self, task_id):
     """Archive the logs of the task's instances, then remove their workloads (absent ones are fine)."""
-    from scheduler.runtimes import operations
-
     try:
-        operations.teardown(task_id)
+        jobs.teardown(task_id)
     except TransientRuntimeError as exc:
         # Past the retries, reconcile removes what is left (workloads of tasks not holding GPUs).
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
@@ -100,9 +88,7 @@ def teardown_task(self, task_id):
 @shared_task(acks_late=True, ignore_result=True)
 def reconcile():
     """Observe every holding task, re-apply deploys that never happened, remove workloads nobody holds."""
-    from scheduler.runtimes import operations
-
     try:
-        operations.reconcile()
+        jobs.reconcile()
     except TransientRuntimeError:
         logger.warning("reconcile: the runtime could not be reached", exc_info=True)

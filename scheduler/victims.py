@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from math import comb
 
-from .placement import Capacity, FreeBlocks, Machine, Wait, WaitCode
+from .placement import Capacity, FreeBlocks, Machine, Wait
 
 SEARCH_BUDGET = 20_000
 # The sets of one size among one machine's holders are few (a machine holds a handful of tasks): searched
@@ -51,14 +51,23 @@ class VictimChoice:
     wait: Wait | None = None
 
 
+def _blocks(free, sku_count):
+    """Instances of ``sku_count`` SKUs that ``free`` SKUs of one machine host."""
+    return max(0, free) // sku_count
+
+
+def _gained(free, sku_count, before, after):
+    """The blocks a machine with ``free`` SKUs gains when what its victims free grows from ``before`` to ``after``."""
+    return _blocks(free + after, sku_count) - _blocks(free + before, sku_count)
+
+
 class _Fit:
     """Answers "does the demand fit if these holders are gone" by adjusting a precomputed count."""
 
     def __init__(self, machines, demand):
         self.demand = demand
         self.free = {m.id: m.capacity - m.used for m in machines if m.schedulable}
-        k = demand.sku_count
-        self.base = sum(max(0, free) // k for free in self.free.values())
+        self.base = sum(_blocks(free, demand.sku_count) for free in self.free.values())
 
     def fits(self, holders):
         freed = {}
@@ -67,10 +76,7 @@ class _Fit:
                 if machine_id in self.free:
                     freed[machine_id] = freed.get(machine_id, 0) + skus
         k = self.demand.sku_count
-        count = self.base
-        for machine_id, extra in freed.items():
-            before = self.free[machine_id]
-            count += max(0, before + extra) // k - max(0, before) // k
+        count = self.base + sum(_gained(self.free[machine_id], k, 0, extra) for machine_id, extra in freed.items())
         return count >= self.demand.replicas
 
     def tally(self, holders=()):
@@ -91,7 +97,7 @@ class _Tally:
             if machine_id in free:
                 before = self.freed.get(machine_id, 0)
                 self.freed[machine_id] = after = before + sign * skus
-                self.count += max(0, free[machine_id] + after) // k - max(0, free[machine_id] + before) // k
+                self.count += _gained(free[machine_id], k, before, after)
 
     def add(self, holder):
         self._change(holder, 1)
@@ -196,7 +202,7 @@ def _blocks_by_machine(check, held):
         for holder, skus in sorted(held.get(machine_id, []), key=lambda pair: -pair[1]):
             taken.append(holder)
             freed += skus
-            gained = max(0, free + freed) // k - max(0, free) // k
+            gained = _gained(free, k, 0, freed)
             if gained and gained not in options:
                 options[gained] = list(taken)
         merged = dict(best)
@@ -233,12 +239,9 @@ def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):
     ``machines`` carry the SKUs used by every holding instance; ``holders`` are the tasks holding them.
     Refused (``fits=False``, nothing to kill) when the demand could not fit even on the empty VC.
     """
-    empty = Capacity(machines, schedulable_only=True)
-    if not empty.can_fit(demand):
-        return VictimChoice(fits=False, wait=Wait(
-            code=WaitCode.NEVER_FITS, sku_count=demand.sku_count, replicas=demand.replicas,
-            ever_fitting_instances=empty.instances_fitting(demand.sku_count), largest_capacity=empty.largest,
-        ))
+    hopeless = Capacity(machines, schedulable_only=True).never_fits(demand)
+    if hopeless is not None:
+        return VictimChoice(fits=False, wait=hopeless)
     check = _Fit(machines, demand)
     victims = []
     if not check.fits(()):

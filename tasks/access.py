@@ -4,16 +4,11 @@ from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import InvalidTransition
-from .models import Task
-from .states import MANAGER_PERMISSIONS, Action, state_allows
-
-
-def can_see(user, task) -> bool:
-    return Task.objects.visible_to(user).filter(pk=task.pk).exists()
+from .states import OPERATIONS, Action, state_allows
 
 
 def has_action_permission(user, action) -> bool:
-    perm = MANAGER_PERMISSIONS.get(action)
+    perm = OPERATIONS[action].permission
     return perm is None or bool(user and user.is_authenticated and user.has_perm(perm))
 
 
@@ -21,7 +16,7 @@ def allowed_actions(task, user):
     """The actions this user may take on this task now (the task is assumed visible to them)."""
     return [
         action.value
-        for action in Action
+        for action in OPERATIONS
         if has_action_permission(user, action) and state_allows(action, task.status, task.pinned)
     ]
 

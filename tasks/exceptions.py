@@ -1,5 +1,7 @@
 from django.utils.translation import gettext_lazy as _
 
+from .states import OPERATIONS, Action, Status
+
 
 class OperationRefused(Exception):
     """An operation the task's state (or the cluster) does not allow; the API answers 409."""
@@ -13,16 +15,17 @@ class InvalidTransition(OperationRefused):
     """The state machine does not offer this operation from the task's current state."""
 
     def __init__(self, *, task, action, status=None, pinned=None):
-        from .states import Status
-
         self.task = task
         self.action = action
         self.status = status if status is not None else task.status
         pinned = task.pinned if pinned is None else pinned
         label = Status(self.status).label
-        if action in ("unpin", "force_start") and self.status == Status.QUEUED and not pinned:
+        operation = OPERATIONS.get(action)
+        # The state is right but the pin is not: say which.
+        wrong_pin = operation is not None and self.status in operation.sources and operation.pinned is not None
+        if wrong_pin and operation.pinned:
             message = _("Cannot %(action)s task “%(task)s”: it is queued but not pinned.")
-        elif action == "pin" and self.status == Status.QUEUED and pinned:
+        elif wrong_pin:
             message = _("Cannot %(action)s task “%(task)s”: it is already pinned.")
         else:
             message = _("Cannot %(action)s task “%(task)s”: it is %(status)s.")
@@ -32,10 +35,7 @@ class InvalidTransition(OperationRefused):
 
 
 def _action_label(action):
-    from .states import TRANSITIONS, Action
-
+    """An operation's name in words; a transition of the system (``fail``, ``kill``) by its own name."""
     if action in Action.values:
         return str(Action(action).label).lower()
-    if action in TRANSITIONS:
-        return action
     return action

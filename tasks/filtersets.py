@@ -8,7 +8,7 @@ import django_filters
 from django.utils.translation import gettext_lazy as _
 
 from clusters.models import Project, VirtualCluster
-from clusters.querysets import is_manager
+from clusters.permissions import is_manager
 
 from .models import Task, TaskType
 from .states import Status

@@ -4,9 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from deploy_portal.sentences import SentenceField
+from deploy_portal.messages import SentenceField
 
 from clusters.models import Node, Project, Storage, VirtualCluster
+from clusters.permissions import MANAGER_PERMISSIONS
 
 from .querysets import TaskInstanceQuerySet, TaskQuerySet
 from .states import Status
@@ -37,7 +38,7 @@ class Task(models.Model):
     args = models.JSONField(_("arguments"), default=list, blank=True)
 
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.NOT_DEPLOYED)
-    # Why it failed, was stopped or killed: said again in each reader's language (deploy_portal.sentences).
+    # Why it failed, was stopped or killed: said again in each reader's language (deploy_portal.messages).
     status_message = SentenceField(_("status message"))
     pinned = models.BooleanField(_("pinned"), default=False)
     queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
@@ -56,11 +57,7 @@ class Task(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("task")
         verbose_name_plural = _("tasks")
-        permissions = [
-            ("pin_task", _("Can pin and unpin a queued task")),
-            ("force_start_task", _("Can force-start a pinned task")),
-            ("view_all_tasks", _("Can see every task and virtual cluster")),
-        ]
+        permissions = list(MANAGER_PERMISSIONS)
         indexes = [
             models.Index(fields=["virtual_cluster", "status", "pinned", "queued_at"], name="task_queue_idx"),
             # With the id: the held-SKU aggregate joins instances to the holding tasks from this index alone.

@@ -3,17 +3,18 @@
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
+from clusters.permissions import APP_LABEL, MANAGER_PERMISSIONS
+
 MANAGERS_GROUP = "managers"
-MANAGER_PERMISSION_CODENAMES = ("pin_task", "force_start_task", "view_all_tasks")
 
 
 def ensure_managers_group():
     """The ``managers`` group: pin, force start, see everything, and run the GPU world in admin."""
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
     perms = Permission.objects.filter(
-        Q(content_type__app_label="tasks", codename__in=MANAGER_PERMISSION_CODENAMES)
+        Q(content_type__app_label=APP_LABEL, codename__in=[codename for codename, _words in MANAGER_PERMISSIONS])
         | Q(content_type__app_label="clusters")
-        | Q(content_type__app_label="tasks", codename__in=("view_task", "change_task", "view_taskevent"))
+        | Q(content_type__app_label=APP_LABEL, codename__in=("view_task", "change_task", "view_taskevent"))
     )
     group.permissions.add(*perms)
     return group

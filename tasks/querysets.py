@@ -1,7 +1,7 @@
 from django.db import models
 
 from clusters.models import Project
-from clusters.querysets import is_manager
+from clusters.permissions import is_manager
 
 from .states import HOLDING, Status
 
@@ -25,16 +25,12 @@ class TaskQuerySet(models.QuerySet):
     def queued(self):
         return self.filter(status=Status.QUEUED)
 
-    def in_queue_order(self):
-        """SPEC's queue order: the pinned task first, then by the time it was queued."""
-        return self.queued().order_by("-pinned", "queued_at", "id")
-
 
 class TaskInstanceQuerySet(models.QuerySet):
     def visible_to(self, user):
-        from .models import Task
-
-        return self.filter(task__in=Task.objects.visible_to(user))
+        """Instances of the tasks the user may see."""
+        tasks = self.model._meta.get_field("task").related_model.objects
+        return self.filter(task__in=tasks.visible_to(user))
 
     def holding(self):
         """Instances that count against their machine: those of tasks holding GPUs."""

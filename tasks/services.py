@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from deploy_portal.sentences import N_, Sentence
+from deploy_portal.messages import N_, Sentence
 
 from .access import check_action
 from .exceptions import InvalidTransition

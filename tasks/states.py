@@ -11,6 +11,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop as N_
 
+from clusters.permissions import FORCE_START_TASK, PIN_TASK, perm
+
 
 class Status(models.TextChoices):
     NOT_DEPLOYED = "not_deployed", _("Not deployed")
@@ -34,7 +36,7 @@ class Transition:
     name: str
     sources: frozenset
     target: str
-    label: str  # a message id: the event's words when the caller gives none (deploy_portal.sentences)
+    label: str  # a message id: the event's words when the caller gives none (deploy_portal.messages)
 
 
 def _t(name, sources, target, label):
@@ -71,31 +73,73 @@ class Action(models.TextChoices):
 
 ALL_STATES = frozenset(Status.values)
 
-# action -> (states it is offered from, whether the task must be pinned / unpinned)
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation a user may ask for, as every edge offers it.
+
+    ``sources``: the states it is offered from; ``pinned``: whether the task must be pinned (True) or
+    not (False), None when it does not matter; ``permission``: the manager permission it needs;
+    ``confirm``: asked for twice, since it stops, kills or deletes something; ``form``: it takes input
+    on a form of its own (copy, edit, evaluate) rather than being done at once; ``done``: what the
+    portal and the admin say once it is done.
+    """
+
+    action: str
+    sources: frozenset
+    pinned: bool | None = None
+    permission: str | None = None
+    confirm: bool = False
+    form: bool = False
+    done: object = ""
+
+
+# The catalogue of operations, in the order the portal draws their buttons: the portal's buttons,
+# confirmations and URLs, the API's actions and ``allowed_actions``, and the admin's actions derive from it.
 OPERATIONS = {
-    Action.START: STARTABLE,
-    Action.STOP: TRANSITIONS["stop"].sources,
-    Action.EVALUATE: frozenset({Status.RUNNING}),
-    Action.PIN: frozenset({Status.QUEUED}),
-    Action.UNPIN: frozenset({Status.QUEUED}),
-    Action.FORCE_START: frozenset({Status.QUEUED}),
-    Action.COPY: ALL_STATES,
-    Action.EDIT: IDLE,
-    Action.DELETE: IDLE,
-}
-# Which of them need the task pinned (True) or not pinned (False).
-PIN_REQUIREMENT = {Action.PIN: False, Action.UNPIN: True, Action.FORCE_START: True}
-# Manager operations and the Django permission each needs.
-MANAGER_PERMISSIONS = {
-    Action.PIN: "tasks.pin_task",
-    Action.UNPIN: "tasks.pin_task",
-    Action.FORCE_START: "tasks.force_start_task",
+    op.action: op
+    for op in (
+        Operation(Action.START, STARTABLE, done=_("Task “%(task)s” started.")),
+        Operation(Action.STOP, TRANSITIONS["stop"].sources, confirm=True, done=_("Task “%(task)s” stopped.")),
+        Operation(Action.EVALUATE, frozenset({Status.RUNNING}), form=True),
+        Operation(
+            Action.PIN, frozenset({Status.QUEUED}), pinned=False, permission=perm(PIN_TASK),
+            done=_("Task “%(task)s” pinned to the head of its queue."),
+        ),
+        Operation(
+            Action.UNPIN, frozenset({Status.QUEUED}), pinned=True, permission=perm(PIN_TASK),
+            done=_("Task “%(task)s” unpinned."),
+        ),
+        Operation(
+            Action.FORCE_START, frozenset({Status.QUEUED}), pinned=True, permission=perm(FORCE_START_TASK),
+            confirm=True, done=_("Task “%(task)s” force-started."),
+        ),
+        Operation(Action.COPY, ALL_STATES, form=True),
+        Operation(Action.EDIT, IDLE, form=True),
+        Operation(Action.DELETE, IDLE, confirm=True, done=_("Task “%(task)s” deleted.")),
+    )
 }
 
 
 def state_allows(action, status, pinned=False) -> bool:
     """Whether the state machine offers ``action`` to a task in ``status``."""
-    if status not in OPERATIONS[action]:
+    operation = OPERATIONS[action]
+    if status not in operation.sources:
         return False
-    need_pinned = PIN_REQUIREMENT.get(action)
-    return need_pinned is None or need_pinned == bool(pinned)
+    return operation.pinned is None or operation.pinned == bool(pinned)
+
+
+# What each timeline event is called: an operation of a user (its label), or what the system did.
+_EVENT_LABELS = {
+    "create": _("Create"), "deploy": _("Placed"), "place": _("Placed"), "enqueue": _("Queued"),
+    "ready": _("Ready"), "fail": _("Failed"), "kill": _("Killed"),
+}
+
+
+def event_label(operation):
+    """The name of a timeline event (``TaskEvent.operation``) in the active language."""
+    if operation in _EVENT_LABELS:
+        return _EVENT_LABELS[operation]
+    if operation in Action.values:
+        return Action(operation).label
+    return operation

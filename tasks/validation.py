@@ -6,20 +6,20 @@ The small ``check_*`` functions are pure and raise a list of messages for one fi
 """
 
 import re
-from decimal import Decimal, InvalidOperation
 from posixpath import normpath
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Max
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from kubernetes.utils import parse_quantity as kubernetes_quantity
+
+from clusters.models import Project, Storage, VirtualCluster
+
+from .models import Task
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-QUANTITY_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)$")
-UNIT_BYTES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-}
 SYSTEM_PATHS = ("/dev", "/proc", "/sys")
 NAME_MAX_LENGTH = 100  # Task.name's max_length
 
@@ -31,14 +31,31 @@ IMAGE_RE = re.compile(
 )
 
 
+# An ungranted object reads exactly like a missing one, in validation and in the API's relations alike.
+NOT_GRANTED = {
+    "project": gettext_lazy("Select a valid project: this one does not exist or you are not a member."),
+    "virtual_cluster": gettext_lazy(
+        "Select a valid virtual cluster: this one does not exist or is not granted to you."
+    ),
+    "storage": gettext_lazy("Select a valid storage: this one does not exist or is not granted to you."),
+}
+
+
+def port_in_use_message(port):
+    return _("The external port %(port)s is already used by a running task.") % {"port": port}
+
+
 def parse_quantity(value):
-    """Bytes in a Kubernetes-style quantity with a unit (``60G``, ``512Mi``); None if it is not one."""
-    match = QUANTITY_RE.match(str(value).strip())
-    if not match:
+    """Bytes in a Kubernetes quantity with a unit (``60G``, ``512Mi``), by Kubernetes' own parser; None if it is not one.
+
+    A number without a unit is refused: as bytes it is almost always a mistake.
+    """
+    text = str(value).strip()
+    if not text or not text[-1].isalpha():
         return None
     try:
-        return int(Decimal(match["number"]) * UNIT_BYTES[match["unit"]])
-    except InvalidOperation:
+        return int(kubernetes_quantity(text))
+    except (ValueError, ArithmeticError):
         return None
 
 
@@ -143,10 +160,6 @@ def validate_task_config(*, user, data, task=None):
     ``data`` holds every field of the create form: ``project``, ``virtual_cluster`` and each
     mount's ``storage`` as model instances. ``task`` is the task being edited, if any.
     """
-    from clusters.models import Project, Storage, VirtualCluster
-
-    from .models import Task
-
     errors = {}
 
     def add(field, messages):
@@ -161,11 +174,11 @@ def validate_task_config(*, user, data, task=None):
 
     project = data.get("project")
     if project is None or not Project.objects.of_member(user).filter(pk=project.pk).exists():
-        add("project", [_("Select a valid project: this one does not exist or you are not a member.")])
+        add("project", [str(NOT_GRANTED["project"])])
 
     vc = data.get("virtual_cluster")
     if vc is None or not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
-        add("virtual_cluster", [_("Select a valid virtual cluster: this one does not exist or is not granted to you.")])
+        add("virtual_cluster", [str(NOT_GRANTED["virtual_cluster"])])
         vc = None
 
     add("image", check_image(data.get("image")))
@@ -202,9 +215,8 @@ def validate_task_config(*, user, data, task=None):
             in_use = Task.objects.holding().filter(endpoint_port=external_port)
             if task is not None:
                 in_use = in_use.exclude(pk=task.pk)
-            user_of_port = in_use.first()
-            if user_of_port is not None:
-                add("external_port", [_("The external port %(port)s is already used by a running task.") % {"port": external_port}])
+            if in_use.exists():
+                add("external_port", [port_in_use_message(external_port)])
     else:
         add("container_port", check_port(data.get("container_port")))
 
@@ -219,7 +231,7 @@ def validate_task_config(*, user, data, task=None):
             Storage.objects.mountable_by(user, project).filter(pk__in=[s.pk for s in storages if s]).values_list("pk", flat=True)
         )
         if any(s is None or s.pk not in allowed for s in storages):
-            add("mounts", [_("Select a valid storage: this one does not exist or is not granted to you.")])
+            add("mounts", [str(NOT_GRANTED["storage"])])
 
     add("command", check_string_list(data.get("command") or []))
     add("args", check_string_list(data.get("args") or []))

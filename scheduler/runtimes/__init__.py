@@ -19,6 +19,7 @@ def get_runtime():
     else:
         raise ValueError(f"unknown DEPLOY_RUNTIME {name!r}: expected 'local' or 'kubernetes'")
     if key not in _runtimes:
+        # Only the configured runtime is imported: a local one never loads the Kubernetes client's config.
         if name == "local":
             from .local.runtime import LocalRuntime
 

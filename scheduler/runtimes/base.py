@@ -2,7 +2,7 @@
 
 A runtime turns a task's placements (its ``TaskInstance`` rows) into real workloads and
 reports what it sees. It never changes a task's state: what it observes goes back through
-``scheduler.runtimes.operations`` to the scheduler services.
+``scheduler.jobs`` to the scheduler services.
 
 Every call is idempotent: ``apply`` creates only what is absent, ``teardown`` and
 ``remove_workload`` treat "already gone" as success. Errors worth retrying (API 5xx,
@@ -10,10 +10,11 @@ timeouts, connection refused) raise ``TransientRuntimeError``; anything else is 
 """
 
 import abc
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tasks.models import InstanceStatus
+
+from .logs import archive_instance_log
 
 
 class RuntimeFailure(Exception):
@@ -43,7 +44,7 @@ class InstanceObservation:
     index: int
     status: str
     restarts: int = 0
-    message: object = ""  # a deploy_portal.sentences.Sentence, or plain text
+    message: object = ""  # a deploy_portal.messages.Sentence, or plain text
     exists: bool = True
 
     @property
@@ -68,8 +69,6 @@ class Workload:
 
 
 class Runtime(abc.ABC):
-    name = ""
-
     @abc.abstractmethod
     def apply(self, task) -> None:
         """Create the workloads of the task's instances that do not exist yet; record their handles."""
@@ -102,10 +101,6 @@ class Runtime(abc.ABC):
         """The live log of an instance (its last ``tail`` lines when given); raises LookupError when gone."""
 
     @abc.abstractmethod
-    def iter_log(self, instance) -> Iterator[bytes]:
-        """The live log as it grows, until the instance ends; raises LookupError when gone."""
-
-    @abc.abstractmethod
     def log_tail_bytes(self, instance, limit: int) -> bytes:
         """At most the last ``limit`` bytes of the live log; raises LookupError when gone."""
 
@@ -114,7 +109,5 @@ class Runtime(abc.ABC):
 
         Instances already archived are left alone, so a second teardown keeps the first archive.
         """
-        from .logs import archive_instance_log
-
         for instance in task.instances.filter(log_archived=False):
             archive_instance_log(self, instance)

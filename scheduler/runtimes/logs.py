@@ -1,7 +1,6 @@
 """Reading an instance's log wherever it lives: the runtime while the instance exists, else the archive.
 
-The portal and the API call ``instance_log_text`` (view, download) and ``instance_log_stream``
-(follow). Teardown calls ``archive_instance_log`` first, so a failed, stopped or killed task's
+The portal and the API call ``instance_log_text`` (view, download). Teardown calls ``archive_instance_log`` first, so a failed, stopped or killed task's
 logs stay readable after its workloads are gone.
 """
 
@@ -13,6 +12,8 @@ from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 
 from tasks.models import TaskInstance
+
+from . import get_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def tail_text(data: bytes, limit: int) -> str:
 
 def instance_log_text(instance, tail=None) -> str:
     """The instance's log (its last ``tail`` lines): live while the workload exists, else archived."""
-    from . import get_runtime
-
     if not instance.log_archived:
         try:
             return get_runtime().read_log(instance, tail=tail)
@@ -56,20 +55,6 @@ def instance_log_attachment(instance):
     """
     filename = f"{slugify(instance.task.name, allow_unicode=True) or 'task'}-{instance.task_id}-{instance.index}.log"
     return content_disposition_header(as_attachment=True, filename=filename)
-
-
-def instance_log_stream(instance):
-    """The instance's log as byte chunks: follows the live log until the instance ends, else the archive."""
-    from . import get_runtime
-
-    if not instance.log_archived:
-        try:
-            yield from get_runtime().iter_log(instance)
-            return
-        except LookupError:
-            pass
-    if instance.log_archive:
-        yield instance.log_archive.encode()
 
 
 def archive_instance_log(runtime, instance):

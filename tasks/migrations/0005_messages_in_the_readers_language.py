@@ -5,7 +5,7 @@ The text written so far is kept as it was, as a plain JSON string: it is shown a
 
 from django.db import migrations
 
-import deploy_portal.sentences
+import deploy_portal.messages
 
 FIELDS = (("task", "status_message", "status message"), ("taskevent", "message", "message"), ("taskinstance", "message", "message"))
 
@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
             migrations.AddField(
                 model_name=model_name,
                 name=f"{field}_json",
-                field=deploy_portal.sentences.SentenceField(blank=True, default=str, verbose_name=label),
+                field=deploy_portal.messages.SentenceField(blank=True, default=str, verbose_name=label),
             )
             for model_name, field, label in FIELDS
         ),

@@ -74,7 +74,7 @@ def test_pin_then_force_start_shows_victims_before_killing(world, manager_client
     assert urgent.status == Status.QUEUED
 
     response = _action(manager_client, "pin_task", [urgent])
-    assert "Pinned 1 task" in response.content.decode()
+    assert "pinned to the head of its queue" in response.content.decode()
     urgent.refresh_from_db()
     assert urgent.pinned
 

@@ -5,7 +5,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, Permiss
 from django.http import Http404
 from django.utils.translation import override
 
-from deploy_portal.api_exceptions import exception_handler
+from deploy_portal.api.exceptions import exception_handler
 from tasks.exceptions import InvalidTransition, OperationRefused
 from tasks.models import Task
 from tasks.states import Status

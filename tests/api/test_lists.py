@@ -125,7 +125,7 @@ def test_the_queue(world, member_api):
 
 
 def test_the_queue_of_one_cluster_pages_through_its_whole_order(world, member_api, settings):
-    from scheduler.api import views
+    from deploy_portal.api import queue as views
 
     for i, node in enumerate(world.nodes):
         holding_task(world, name=f"big-{i}", node=node, sku_count=8, endpoint_port=30100 + i)

@@ -109,7 +109,7 @@ def test_summary_invariants(records, duration):
 
 @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=200), st.integers(min_value=1, max_value=50))
 def test_histogram_counts_every_value_in_order(values, bins):
-    from evaluations.charts import histogram
+    from deploy_portal.portal.charts import histogram
 
     counted = histogram(values, bins)
     assert sum(count for _, _, count in counted) == len(values)

@@ -6,7 +6,7 @@ import pytest
 from django.template.loader import render_to_string
 from django.test import Client
 
-from evaluations.charts import histogram, histogram_chart
+from deploy_portal.portal.charts import histogram, histogram_chart
 from evaluations.models import Evaluation, EvaluationStatus
 from evaluations.services import evaluation_run
 from tasks.states import Status

@@ -2,6 +2,7 @@
 
 import pytest
 
+from deploy_portal.messages import render
 from scheduler import tasks
 from scheduler.runtimes import _runtimes
 from scheduler.runtimes.base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError
@@ -38,9 +39,6 @@ class ScriptedRuntime(Runtime):
         self.calls.append(("remove", workload))
 
     def read_log(self, instance, tail=None):
-        raise LookupError(instance.pk)
-
-    def iter_log(self, instance):
         raise LookupError(instance.pk)
 
     def log_tail_bytes(self, instance, limit):
@@ -86,7 +84,7 @@ def test_a_permanent_refusal_fails_the_task_without_retrying(scripted, placed):
     task = placed()
     result = tasks.deploy_task.apply(args=(task.pk,))
     assert result.state == "SUCCESS"
-    assert status(task) == Status.FAILED and "Unprocessable Entity" in task.status_message
+    assert status(task) == Status.FAILED and "Unprocessable Entity" in render(task.status_message)
 
 
 def test_a_transient_error_is_retried_and_past_the_retries_fails_the_task(scripted, placed):
@@ -95,7 +93,7 @@ def test_a_transient_error_is_retried_and_past_the_retries_fails_the_task(script
     tasks.deploy_task.apply(args=(task.pk,))  # applied locally, each retry runs at once
     assert runtime.calls == [("apply", task.pk)] * (tasks.MAX_RETRIES + 1)
     assert status(task) == Status.FAILED
-    assert "could not be reached to deploy the task: connection refused" in task.status_message
+    assert "could not be reached to deploy the task: connection refused" in render(task.status_message)
 
 
 def test_backoff_grows_and_is_bounded():

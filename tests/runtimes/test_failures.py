@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from deploy_portal.messages import render
 from scheduler.runtimes.kubernetes.failures import classify_pod
 from tasks.models import InstanceStatus
 
@@ -115,7 +116,7 @@ MANIFEST_UNKNOWN = f'rpc error: code = NotFound desc = failed to pull and unpack
 def test_container_states(container, state, words):
     observation = classify(pod(container))
     assert observation.status == state
-    assert words in observation.message
+    assert words in render(observation.message)
     assert observation.index == 0
 
 
@@ -138,7 +139,7 @@ def test_pull_detail_comes_from_the_events_when_the_status_is_terse():
         }
     ]
     observation = classify(pod(waiting("ErrImagePull", "")), events)
-    assert observation.status == InstanceStatus.FAILED and "manifest unknown — check the tag" in observation.message
+    assert observation.status == InstanceStatus.FAILED and "manifest unknown — check the tag" in render(observation.message)
 
 
 @pytest.mark.parametrize(("age", "state"), [(30, InstanceStatus.PENDING), (121, InstanceStatus.FAILED)])
@@ -154,7 +155,7 @@ def test_unschedulable_fails_once_it_lasts(age, state):
     assert observation.status == state
     assert (
         "cannot be scheduled on its machine: 0/4 nodes are available: 1 Insufficient nvidia.com/gpu."
-        in observation.message
+        in render(observation.message)
     )
 
 
@@ -167,7 +168,7 @@ def test_unschedulable_detail_from_failed_scheduling_events():
     }
     events = [{"reason": "FailedScheduling", "message": "0/4 nodes are available: node(s) didn't match node affinity."}]
     observation = classify(pod(None, conditions=[condition]), events)
-    assert observation.status == InstanceStatus.FAILED and "didn't match node affinity" in observation.message
+    assert observation.status == InstanceStatus.FAILED and "didn't match node affinity" in render(observation.message)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_unschedulable_detail_from_failed_scheduling_events():
 def test_evicted_or_lost_pods_fail(reason, message):
     observation = classify(pod({"state": {}}, phase="Failed", reason=reason, message=message))
     assert observation.status == InstanceStatus.FAILED
-    assert (message or reason) in observation.message
+    assert (message or reason) in render(observation.message)
 
 
 def test_a_mount_problem_is_reported_while_pending():
@@ -187,4 +188,4 @@ def test_a_mount_problem_is_reported_while_pending():
         }
     ]
     observation = classify(pod(waiting("ContainerCreating")), events)
-    assert observation.status == InstanceStatus.PENDING and "storage cannot be mounted" in observation.message
+    assert observation.status == InstanceStatus.PENDING and "storage cannot be mounted" in render(observation.message)

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from scheduler.runtimes import operations
+from deploy_portal.messages import render
+from scheduler import jobs
 from tasks.models import InstanceStatus, Task
 from tasks.states import Status
 
@@ -88,7 +89,7 @@ def test_apply_ready_logs_and_teardown(cluster, on_gpu_node):
     try:
         runtime.apply(task)
         runtime.apply(task)  # idempotent
-        assert eventually(lambda: operations.observe_task(task.pk) == Status.RUNNING, 300)
+        assert eventually(lambda: jobs.observe_task(task.pk) == Status.RUNNING, 300)
         assert [o.status for o in runtime.observe(task)] == [InstanceStatus.READY]
         assert isinstance(runtime.read_log(task.instances.get(), tail=10), str)
     finally:
@@ -102,9 +103,9 @@ def test_an_image_that_cannot_be_pulled_fails_fast(cluster, on_gpu_node):
     task = on_gpu_node(image="registry.k8s.io/deploy-portal/no-such-image:v0", command=[], expose_port=False)
     try:
         runtime.apply(task)
-        assert eventually(lambda: operations.observe_task(task.pk) == Status.FAILED, 180)
+        assert eventually(lambda: jobs.observe_task(task.pk) == Status.FAILED, 180)
         task.refresh_from_db()
-        assert "cannot be pulled" in task.status_message
+        assert "cannot be pulled" in render(task.status_message)
     finally:
         Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
         runtime.teardown(task)

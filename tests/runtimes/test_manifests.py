@@ -14,6 +14,7 @@ from scheduler.runtimes.kubernetes.manifests import (
     make_service,
     shm_quantity,
 )
+from tasks.validation import check_env
 
 # The current minor and the oldest one still commonly run.
 K8S_VERSIONS = ["1.37.0", "1.33.0"]
@@ -99,7 +100,7 @@ def test_limits_come_from_sku_count_times_bundle():
 
 
 def test_shm_is_a_memory_empty_dir_sized_by_shm_size():
-    pod = make_pod(spec(shm_size="512mi"), namespace="ns")
+    pod = make_pod(spec(shm_size="512Mi"), namespace="ns")
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}} in pod["spec"]["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container(pod)["volumeMounts"]
     unsized = make_pod(spec(shm_size=None), namespace="ns")
@@ -144,17 +145,23 @@ def test_service_exposes_the_container_port_on_the_node_port():
     ("given", "quantity"),
     [
         ("60G", "60G"),
-        ("60g", "60G"),
-        ("60GB", "60G"),
         ("512Mi", "512Mi"),
-        ("512mi", "512Mi"),
         ("1.5Gi", "1.5Gi"),
         ("100k", "100k"),
-        ("4096", "4096"),
+        ("60K", "60K"),
+        (" 2Gi ", "2Gi"),
     ],
 )
 def test_shm_size_becomes_a_quantity(given, quantity):
     assert shm_quantity(given) == quantity
+
+
+@pytest.mark.parametrize("given", ["60g", "60GB", "512mi", "1gb", "4096", "0Gi"])
+def test_the_manifest_takes_exactly_what_validation_takes(given):
+    """One parser: a size the create form refuses is refused here too (``1gb`` was ``1G`` here and refused there)."""
+    assert check_env([{"name": "SHM_SIZE", "value": given}])
+    with pytest.raises(ValueError):
+        shm_quantity(given)
 
 
 @pytest.mark.parametrize("given", ["", "lots", "-1G", "60 X"])

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.runtimes.base import InstanceObservation
-from scheduler.runtimes.logs import instance_log_stream, instance_log_text, tail_lines, tail_text
-from scheduler.runtimes.operations import verdict
+from scheduler.runtimes.logs import instance_log_text, tail_lines, tail_text
+from deploy_portal.messages import render
+from scheduler.jobs import verdict
 from tasks.models import InstanceStatus
 from tasks.states import Status
 
@@ -40,18 +41,18 @@ def test_a_running_task_does_not_become_ready_again():
 
 def test_a_failed_instance_fails_the_task_naming_it():
     result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.FAILED, "OOMKilled — raise SKU count.")])
-    assert result.failure == "Instance 1 on gpu-01: OOMKilled — raise SKU count."
+    assert render(result.failure) == "Instance 1 on gpu-01: OOMKilled — raise SKU count."
 
 
 def test_a_single_instance_failure_reads_as_the_sentence_alone():
     result = judge([obs(0, InstanceStatus.FAILED, "The process exited with code 3.")], instances=[(0, "local", True)])
-    assert result.failure == "The process exited with code 3."
+    assert render(result.failure) == "The process exited with code 3."
 
 
 @pytest.mark.parametrize("status", [Status.DEPLOYING, Status.RUNNING])
 def test_an_applied_instance_that_vanished_fails_the_task(status):
     result = judge([obs(0, InstanceStatus.READY), obs(1, InstanceStatus.PENDING, exists=False)], status=status)
-    assert "Instance 1 on gpu-01: The instance vanished from gpu-01" in result.failure
+    assert "Instance 1 on gpu-01: The instance vanished from gpu-01" in render(result.failure)
 
 
 def test_an_instance_not_applied_yet_is_only_waiting():
@@ -65,8 +66,8 @@ def test_deploy_timeout_fails_with_what_was_awaited():
         age=901,
         timeout=900,
     )
-    assert result.failure.startswith("The task did not become ready within 900 seconds")
-    assert result.failure.endswith("Instance 1 on gpu-01: Waiting for the readiness probe.")
+    assert render(result.failure).startswith("The task did not become ready within 900 seconds")
+    assert render(result.failure).endswith("Instance 1 on gpu-01: Waiting for the readiness probe.")
     # The deploy timeout bounds deploying only.
     assert not judge(
         [obs(0, InstanceStatus.STARTING)], status=Status.RUNNING, instances=[(0, "gpu-00", True)], age=10_000
@@ -97,18 +98,19 @@ def test_log_text_falls_back_to_the_archive(placed, settings, tmp_path):
 
 
 @pytest.mark.django_db
-def test_log_stream_follows_the_live_log_then_the_archive(placed, settings, tmp_path):
+def test_the_log_is_read_live_then_from_the_archive(placed, settings, tmp_path):
     import sys
 
     from scheduler.runtimes import get_runtime
+    from tests.live import wait_until
 
     settings.DEPLOY_RUNTIME = "local"
     settings.LOCAL_RUNTIME_DIR = tmp_path
     task = placed(command=[sys.executable, "-c", "print('warming up'); print('ready')"], endpoint_port=None)
     get_runtime().apply(task)
     instance = task.instances.get()
-    assert b"".join(instance_log_stream(instance)) == b"warming up\nready\n"
+    wait_until(lambda: instance_log_text(instance) == "warming up\nready\n")
     get_runtime().archive_logs(task)
     get_runtime().teardown(task)
     instance.refresh_from_db()
-    assert b"".join(instance_log_stream(instance)) == b"warming up\nready\n"
+    assert instance.log_archived and instance_log_text(instance) == "warming up\nready\n"

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone, translation
 
-from deploy_portal.sentences import N_, Sentence
-from scheduler.runtimes import operations
+from deploy_portal.messages import N_, Sentence
+from scheduler import jobs
 from scheduler.runtimes.base import InstanceObservation, RuntimeFailure
 from tasks.models import InstanceStatus, Task
 from tasks.states import Status
@@ -46,7 +46,7 @@ def scene(placed, settings, monkeypatch):
     vanished.instances.update(handle="1234")
 
     def use(runtime):
-        monkeypatch.setattr(operations, "get_runtime", lambda: runtime)
+        monkeypatch.setattr(jobs, "get_runtime", lambda: runtime)
         return runtime
 
     return unapplied, vanished, use
@@ -60,7 +60,7 @@ def status(task):
 def test_a_surprise_on_one_task_does_not_stop_the_pass(scene, error):
     unapplied, vanished, use = scene
     runtime = use(Broken(error))
-    done = operations.reconcile()
+    done = jobs.reconcile()
     assert runtime.applied == [unapplied.pk]
     assert status(unapplied) == Status.DEPLOYING  # tried again by the next pass, until its timeout
     assert status(vanished) == Status.FAILED and vanished.pk in done["observed"]
@@ -70,7 +70,7 @@ def test_a_deploy_that_never_happened_fails_once_past_the_timeout(scene):
     unapplied, _vanished, use = scene
     Task.objects.filter(pk=unapplied.pk).update(started_at=timezone.now() - timedelta(hours=2))
     runtime = use(Broken(PermissionError(13, "Permission denied")))
-    operations.reconcile()
+    jobs.reconcile()
     assert runtime.applied == []
     task = Task.objects.get(pk=unapplied.pk)
     assert task.status == Status.FAILED
@@ -82,7 +82,7 @@ def test_a_reapply_refused_for_good_fails_its_task_with_the_refusal(scene):
     unapplied, _vanished, use = scene
     use(Broken(RuntimeFailure(Sentence(N_("Kubernetes refused %(kind)s %(name)s: %(reason)s"),
                                        kind="Pod", name="dp-task-1-0", reason="exceeded quota"))))
-    done = operations.reconcile()
+    done = jobs.reconcile()
     task = Task.objects.get(pk=unapplied.pk)
     assert task.status == Status.FAILED and done["failed"] == [unapplied.pk]
     with translation.override("en"):
@@ -113,6 +113,6 @@ class ApplyingMeanwhile(Broken):
 def test_a_deploy_applied_while_the_pass_reads_the_runtime_is_not_taken_for_vanished(scene):
     unapplied, _vanished, use = scene
     runtime = use(ApplyingMeanwhile(unapplied))
-    done = operations.reconcile()
+    done = jobs.reconcile()
     assert status(unapplied) == Status.DEPLOYING and done["reapplied"] == [unapplied.pk]
     assert runtime.applied == [unapplied.pk]

@@ -26,7 +26,7 @@ def sent(monkeypatch):
     from scheduler import tasks
 
     messages = []
-    for name in ("deploy_task", "teardown_task", "schedule_virtual_cluster"):
+    for name in ("deploy_task", "teardown_task"):
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda arg, name=name: messages.append((name, arg)))
     return messages
 

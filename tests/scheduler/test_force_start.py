@@ -7,7 +7,9 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from scheduler.services import task_force_start, task_force_start_preview, task_pin, task_start
+from deploy_portal.messages import render
+from scheduler.force_start import task_force_start_preview
+from scheduler.services import task_force_start, task_pin, task_start
 from tasks.exceptions import InvalidTransition, OperationRefused
 from tasks.models import Task, TaskEvent
 from tasks.states import Status
@@ -81,9 +83,9 @@ def test_victims_get_an_event_naming_the_forced_task_and_the_manager_and_a_mail(
     assert (event.operation, event.from_status, event.to_status, event.actor) == (
         "kill", Status.RUNNING, Status.KILLED, full.manager,
     )
-    assert "“urgent”" in event.message and full.manager.username in event.message
+    assert "“urgent”" in render(event.message) and full.manager.username in render(event.message)
     victim = Task.objects.get(pk=full.big.pk)
-    assert victim.status_message == event.message and victim.endpoint_port is None
+    assert render(victim.status_message) == render(event.message) and victim.endpoint_port is None
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [full.big.owner.email]
     assert "urgent" in mail.outbox[0].body and full.manager.username in mail.outbox[0].body

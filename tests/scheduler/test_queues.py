@@ -2,6 +2,7 @@
 
 from scheduler.placement import Machine, WaitCode
 from scheduler.queues import BEST_EFFORT_FIFO, STRICT_FIFO, QueuedTask, plan_queue
+from scheduler.reasons import wait_text
 
 NODES = [Machine(1, "node-01", 8, 6), Machine(2, "node-02", 8, 4)]  # free: 2 and 4
 
@@ -16,7 +17,7 @@ def test_strict_fifo_never_overtakes_the_head():
     assert plan.waits[2].code == WaitCode.CAPACITY
     assert plan.waits[3].code == WaitCode.BEHIND_HEAD and plan.waits[3].blocker == "t2"
     assert plan.positions == {1: 1, 2: 2, 3: 3}
-    assert plan.waits[3].text() == "strict FIFO: waits behind “t2” at the head of the queue; 2 tasks ahead"
+    assert wait_text(plan.waits[3]) == "strict FIFO: waits behind “t2” at the head of the queue; 2 tasks ahead"
 
 
 def test_best_effort_lets_a_later_task_that_fits_start():

@@ -23,8 +23,8 @@ from hypothesis.stateful import (
 
 from clusters.models import Node, QueuePolicy, VirtualCluster
 from scheduler.selectors import queue_status
+from scheduler.scheduling import node_changed
 from scheduler.services import (
-    node_changed,
     task_fail,
     task_force_start,
     task_instances_ready,

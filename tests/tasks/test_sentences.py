@@ -8,7 +8,7 @@ from django.utils.html import escape
 from django.utils import translation
 from rest_framework.test import APIClient
 
-from deploy_portal.sentences import N_, NP_, Literal, Sentence, joined
+from deploy_portal.messages import N_, NP_, Literal, Sentence, joined
 from scheduler.runtimes.local.runtime import exit_sentence
 from scheduler.services import task_fail, task_start
 from tasks.models import Task, TaskEvent

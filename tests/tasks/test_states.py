@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from deploy_portal.messages import render
 from tasks.access import allowed_actions, check_action
 from tasks.exceptions import InvalidTransition
 from tasks.services import task_transition
@@ -62,7 +63,7 @@ def test_transition_primitive_every_state(status, transition):
         task.refresh_from_db()
         assert task.status == target
         event = task.events.get()
-        assert (event.from_status, event.to_status, event.operation, event.message) == (status, target, transition, "because")
+        assert (event.from_status, event.to_status, event.operation, render(event.message)) == (status, target, transition, "because")
     else:
         with pytest.raises(InvalidTransition) as refused:
             task_transition(task=task, transition=transition)

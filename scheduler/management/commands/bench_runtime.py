@@ -19,10 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from clusters.models import Node, Project, QueuePolicy, VirtualCluster
+from scheduler import services
 from scheduler.runtimes.local.records import RecordStore
 from tasks.models import Task
 from tasks.states import Status
@@ -39,8 +42,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one apply or teardown")
 
     def handle(self, *, runs, timeout, **options):
-        from deploy_portal.celery import app
-
+        app = current_app
         work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
         queue = f"bench-runtime-{uuid.uuid4().hex[:10]}"
         store = RecordStore(work / "local-runtime")
@@ -88,8 +90,6 @@ class Command(BaseCommand):
 
     # -- one run -------------------------------------------------------------------------
     def _run(self, world, store, timeout):
-        from scheduler import services
-
         task = Task.objects.create(
             name=f"bench-{uuid.uuid4().hex[:8]}",
             project=world["project"],
@@ -185,8 +185,6 @@ class Command(BaseCommand):
     # -- the throwaway world ---------------------------------------------------------------
     @staticmethod
     def _world():
-        from django.contrib.auth import get_user_model
-
         name = f"bench-runtime-{uuid.uuid4().hex[:8]}"
         user = get_user_model().objects.create_user(username=name)
         project = Project.objects.create(name=name)

@@ -30,7 +30,7 @@ from django.utils import timezone
 from clusters.models import Node, Project, QueuePolicy, VirtualCluster
 from scheduler.queues import plan_queue
 from scheduler.selectors import CLUSTER_FIELDS, cluster_states
-from scheduler.services import schedule_all
+from scheduler.scheduling import schedule_all
 from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Status
 

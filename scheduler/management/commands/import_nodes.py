@@ -16,6 +16,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from clusters.models import Node, VirtualCluster
+from scheduler.runtimes import get_runtime
+from scheduler.runtimes.kubernetes.nodes import ClusterNode, cluster_nodes
+from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
+from scheduler.runtimes.local.gpus import local_gpus
+from scheduler.scheduling import schedule_virtual_cluster
 
 
 class Command(BaseCommand):
@@ -34,13 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=None, help="with --local: the machine's name (default: the host name)")
 
     def handle(self, *, dry_run, prune, create_virtual_clusters, local, virtual_cluster, name, **options):
-        from scheduler.runtimes.kubernetes.nodes import ClusterNode
-
         if local:
             if not virtual_cluster:
                 raise CommandError("--local needs --virtual-cluster NAME")
-            from scheduler.runtimes.local.gpus import local_gpus
-
             gpus = local_gpus()
             gpu_type = gpus[0].name if gpus and gpus[0].name else "local"
             found = [
@@ -63,17 +64,11 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write("dry run: nothing changed")
             return
-        from scheduler.services import schedule_virtual_cluster
-
         for vc_id in sorted(changed_vcs):
             schedule_virtual_cluster(virtual_cluster_id=vc_id)
 
     @staticmethod
     def _cluster_nodes():
-        from scheduler.runtimes import get_runtime
-        from scheduler.runtimes.kubernetes.nodes import cluster_nodes
-        from scheduler.runtimes.kubernetes.runtime import KubernetesRuntime
-
         runtime = get_runtime() if settings.DEPLOY_RUNTIME == "kubernetes" else KubernetesRuntime()
         return cluster_nodes(
             runtime.nodes(), vc_label=settings.KUBERNETES_VC_LABEL, gpu_label=settings.KUBERNETES_GPU_PRODUCT_LABEL

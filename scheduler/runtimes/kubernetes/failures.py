@@ -11,7 +11,7 @@ terminating pod.
 import re
 from datetime import datetime
 
-from deploy_portal.sentences import N_, Sentence
+from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus
 
 from ..base import InstanceObservation

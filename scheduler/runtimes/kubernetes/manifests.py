@@ -5,8 +5,9 @@ Nothing here touches the database or the API: ``make_pod`` and ``make_service`` 
 against the Kubernetes schemas and read in tests.
 """
 
-import re
 from dataclasses import dataclass, field
+
+from tasks.validation import parse_quantity
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "deploy-portal"
@@ -18,7 +19,6 @@ SHM_VOLUME = "dshm"
 GPU_RESOURCE = "nvidia.com/gpu"
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 
-_SHM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpPeE]i?)?[bB]?\s*$")
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,14 @@ def task_selector(task_id):
 
 
 def shm_quantity(value):
-    """``SHM_SIZE`` as a Kubernetes quantity: ``60G`` → ``60G``, ``512mi`` → ``512Mi``, ``1gb`` → ``1G``.
+    """``SHM_SIZE`` as the pod's ``sizeLimit``: the value as given, once the one parser validation uses takes it.
 
     Raises ValueError for what is not a size (validation refuses those at creation already).
     """
-    match = _SHM_RE.match(str(value))
-    if not match:
+    size = parse_quantity(value)
+    if size is None or size <= 0:
         raise ValueError(f"not a size: {value!r}")
-    number, unit = match.groups()
-    unit = unit or ""
-    if unit:
-        unit = ("k" if unit[0] in "kK" and len(unit) == 1 else unit[0].upper()) + unit[1:].lower()
-    return f"{number}{unit}"
+    return str(value).strip()
 
 
 def instance_labels(spec):

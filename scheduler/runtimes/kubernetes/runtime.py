@@ -24,7 +24,7 @@ from django.utils import timezone
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from deploy_portal.sentences import N_, Sentence
+from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
 from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload
@@ -114,7 +114,6 @@ def _api_reason(exc):
 
 
 class KubernetesRuntime(Runtime):
-    name = "kubernetes"
 
     def __init__(
         self,
@@ -350,29 +349,6 @@ class KubernetesRuntime(Runtime):
 
     def log_tail_bytes(self, instance, limit):
         return self._log(instance, tail_lines=ARCHIVE_TAIL_LINES).encode()[-limit:]
-
-    def iter_log(self, instance):
-        name = instance.handle or pod_name(instance.task_id, instance.index)
-        try:
-            response = self.core.read_namespaced_pod_log(
-                name,
-                self.namespace,
-                container=CONTAINER,
-                follow=True,
-                _preload_content=False,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise LookupError(name) from exc
-            raise
-
-        def chunks():
-            try:
-                yield from response.stream(64 * 1024)
-            finally:
-                response.release_conn()
-
-        return chunks()
 
 
 def _live_instance_ids(task_id):

@@ -28,10 +28,12 @@ from pathlib import Path
 
 from django.conf import settings
 
-from deploy_portal.sentences import N_, Sentence
+from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
+from ...ports import held_ports
 from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
+from ..logs import tail_lines
 from .records import ProcessRecord, RecordStore, group_alive, is_alive, process_start_time
 
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
@@ -72,8 +74,6 @@ def last_lines(path, count=FAILURE_LOG_LINES, limit=64 * 1024):
 
 def read_last_lines(path, count, block=64 * 1024):
     """The last ``count`` lines of the file at ``path``, read back from its end only as far as they reach."""
-    from ..logs import tail_lines
-
     blocks, newlines = [], 0
     with open(path, "rb") as fh:
         position = fh.seek(0, os.SEEK_END)
@@ -125,7 +125,6 @@ def exit_sentence(outcome):
 
 
 class LocalRuntime(Runtime):
-    name = "local"
 
     def __init__(self, root=None, stop_grace=None):
         self.store = RecordStore(root or settings.LOCAL_RUNTIME_DIR)
@@ -162,10 +161,8 @@ class LocalRuntime(Runtime):
 
         Endpoints are picked from the bottom of the range, so spare ports come from its top.
         """
-        from tasks.models import Task
-
         low, high = settings.NODEPORT_RANGE
-        taken = set(Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True))
+        taken = held_ports()
         taken |= {record.port for record in self.store.all()}
         for port in range(high, low - 1, -1):
             if port not in taken and not port_taken(port):
@@ -292,23 +289,3 @@ class LocalRuntime(Runtime):
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - limit))
             return fh.read()
-
-    def iter_log(self, instance, poll_interval=0.2):
-        path = self._log_path(instance)
-
-        def follow():
-            with open(path, "rb") as fh:
-                while True:
-                    chunk = fh.read(64 * 1024)
-                    if chunk:
-                        yield chunk
-                        continue
-                    record = self.store.load(instance.pk)
-                    if record is None or not is_alive(record):
-                        rest = fh.read()
-                        if rest:
-                            yield rest
-                        return
-                    time.sleep(poll_interval)
-
-        return follow()

@@ -1,0 +1,18 @@
+"""Fields the API's serializers share."""
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from deploy_portal.messages import render
+
+
+class SentenceField(serializers.CharField):
+    """A stored message (``deploy_portal.messages.Sentence``), said in the language of the request."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        kwargs.setdefault("help_text", _("In the language of the request."))
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return render(value)

@@ -1,0 +1,170 @@
+"""Tasks in and out of the API.
+
+Input is only converted — relations to instances through querysets scoped to the user,
+lists to lists — into the data dict ``tasks.services`` take; the services hold the rules
+and raise ``ValidationError({field: [messages]})`` for bad input.
+"""
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from clusters.models import Project, Storage, VirtualCluster
+from tasks.access import allowed_actions
+from tasks.models import InstanceStatus, TaskEvent, TaskInstance, TaskType
+from tasks.states import Action, Status
+from tasks.validation import NOT_GRANTED
+
+from ..fields import SentenceField
+
+
+class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A relation given by id, looked up only among the objects the requesting user may use."""
+
+    def __init__(self, *, scope, not_found, **kwargs):
+        self.scope = scope
+        messages = {"does_not_exist": not_found, "incorrect_type": not_found}
+        super().__init__(error_messages=messages, **kwargs)
+
+    def get_queryset(self):
+        # An edit is checked against the grants of whoever the service checks it for (tasks.services.grants_holder).
+        user = self.context.get("grants_holder") or self.context["request"].user
+        return getattr(super().get_queryset(), self.scope)(user)
+
+
+class EnvVarSerializer(serializers.Serializer):
+    name = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")
+
+
+class MountSerializer(serializers.Serializer):
+    storage = ScopedPrimaryKeyRelatedField(
+        queryset=Storage.objects.all(), scope="mountable_by", not_found=NOT_GRANTED["storage"]
+    )
+    mount_path = serializers.CharField(max_length=500, trim_whitespace=False)
+
+
+class TaskSerializer(serializers.Serializer):
+    """A task as SPEC reads it; the configuration fields are also the create / edit / copy body."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=100)
+    project = ScopedPrimaryKeyRelatedField(
+        queryset=Project.objects.all(), scope="of_member", not_found=NOT_GRANTED["project"]
+    )
+    task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.INFERENCE)
+    image = serializers.CharField(trim_whitespace=False)
+    virtual_cluster = ScopedPrimaryKeyRelatedField(
+        queryset=VirtualCluster.objects.all(), scope="usable_by", not_found=NOT_GRANTED["virtual_cluster"]
+    )
+    sku_count = serializers.IntegerField(default=1)
+    replicas = serializers.IntegerField(default=1)
+    expose_port = serializers.BooleanField(default=True)
+    container_port = serializers.IntegerField(allow_null=True, default=None)
+    external_port = serializers.IntegerField(
+        allow_null=True, default=None, help_text=_("Leave blank to let the system pick a free one.")
+    )
+    description = serializers.CharField(allow_blank=True, default="")
+    env = EnvVarSerializer(many=True, default=list)
+    mounts = MountSerializer(many=True, default=list)
+    command = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), default=list)
+    args = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), default=list)
+
+    status = serializers.ChoiceField(choices=Status.choices, read_only=True)
+    status_display = serializers.SerializerMethodField()
+    pinned = serializers.BooleanField(read_only=True)
+    queue_position = serializers.SerializerMethodField()
+    pending_reason = serializers.SerializerMethodField()
+    endpoint = serializers.URLField(read_only=True, allow_null=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    queued_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    allowed_actions = serializers.SerializerMethodField()
+
+    def _queue_info(self, task):
+        return self.context.get("queue_info", {}).get(task.pk)
+
+    @extend_schema_field({"type": "integer", "nullable": True, "description": "1 is the head of the queue"})
+    def get_queue_position(self, task):
+        info = self._queue_info(task)
+        return info[0] if info else None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_pending_reason(self, task):
+        info = self._queue_info(task)
+        return str(info[1]) if info else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=Action.choices)))
+    def get_allowed_actions(self, task):
+        """From ``tasks.access``, once per (status, pinned) in a serialization: nothing else decides them."""
+        cache = self.context.setdefault("allowed_actions", {})
+        key = (task.status, task.pinned)
+        if key not in cache:
+            cache[key] = allowed_actions(task, self.context["request"].user)
+        return list(cache[key])
+
+    @extend_schema_field(serializers.CharField())
+    def get_status_display(self, task):
+        """Translated once per (answer, status), in the request's language."""
+        labels = self.context.get("status_labels")
+        if labels is None:
+            labels = self.context["status_labels"] = {value: str(label) for value, label in Status.choices}
+        return labels[task.status]
+
+    def to_internal_value(self, data):
+        """The services' data dict: plain dicts and lists, relations as instances."""
+        value = super().to_internal_value(data)
+        for field in ("env", "mounts"):
+            if field in value:
+                value[field] = [dict(item) for item in value[field]]
+        return dict(value)
+
+
+class ForceStartVictimSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    status = serializers.ChoiceField(choices=Status.choices)
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
+class ForceStartPreviewSerializer(serializers.Serializer):
+    fits = serializers.BooleanField(help_text=_("Whether the task fits once the victims are killed."))
+    victims = ForceStartVictimSerializer(many=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+    message = SentenceField()
+
+    class Meta:
+        model = TaskEvent
+        fields = ["id", "created_at", "operation", "from_status", "to_status", "actor", "message"]
+
+
+class TaskInstanceSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=InstanceStatus.choices, read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    message = SentenceField()
+
+    class Meta:
+        model = TaskInstance
+        fields = [
+            "id", "task", "index", "node_name", "gpu_type", "gpu_count", "gpu_indices", "sku_count",
+            "status", "status_display", "restarts", "message", "created_at", "ready_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class LogQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(min_value=1, required=False, help_text=_("Only the last N lines."))
+    download = serializers.BooleanField(default=False, help_text=_("Answer the log as an attachment."))
+
+
+class RefusalSerializer(serializers.Serializer):
+    """A 409: the operation is not allowed now."""
+
+    detail = serializers.CharField()
+    status = serializers.ChoiceField(choices=Status.choices, allow_null=True)

@@ -1,0 +1,244 @@
+"""The task API: thin edges that look up through the scoped querysets, ask ``tasks.access``, call one service.
+
+Every answer that carries a task carries it as it now is, with ``allowed_actions`` and,
+while it is queued, its ``queue_position`` and ``pending_reason``.
+"""
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.translation import gettext_lazy as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from scheduler.force_start import task_force_start_preview
+from scheduler.runtimes.logs import instance_log_attachment, instance_log_text
+from scheduler.selectors import queue_info_for
+from scheduler.services import perform
+from tasks import services
+from tasks.access import check_action
+from tasks.exceptions import OperationRefused
+from tasks.filtersets import TaskFilterSet
+from tasks.models import Task, TaskInstance
+from tasks.states import Action, Status
+
+from ..renderers import PlainTextRenderer
+from ..schema import DETAIL
+from ..scoping import ScopedViewMixin
+from .serializers import (
+    ForceStartPreviewSerializer,
+    LogQuerySerializer,
+    RefusalSerializer,
+    TaskEventSerializer,
+    TaskInstanceSerializer,
+    TaskSerializer,
+)
+
+REFUSED = OpenApiResponse(RefusalSerializer, description=_("The task's state does not allow this now."))
+MANAGERS_ONLY = OpenApiResponse(DETAIL, description=_("Only managers may do this."))
+LOG_CHUNK_BYTES = 64 * 1024
+# env and mounts are lists of objects, which form encodings cannot say: the schema offers JSON bodies.
+JSON_TASK = {"application/json": TaskSerializer}
+JSON_PARTIAL_TASK = {"application/json": TaskSerializer(partial=True)}
+CREATE_EXAMPLE = OpenApiExample(
+    "A vLLM deployment",
+    request_only=True,
+    value={
+        "name": "qwen-7b", "project": 1, "task_type": "inference", "image": "registry.example.com/llm/vllm:0.6.0",
+        "virtual_cluster": 1, "sku_count": 2, "replicas": 1, "expose_port": True, "container_port": 8000,
+        "external_port": None, "description": "", "env": [{"name": "SHM_SIZE", "value": "60G"}],
+        "mounts": [{"storage": 1, "mount_path": "/models"}], "command": [], "args": ["--model", "/models/qwen-7b"],
+    },
+)
+
+
+def operation_schema(summary, *, managers=False, body=None, answer=TaskSerializer, code=200, methods=None):
+    responses = {code: answer, 409: REFUSED}
+    if managers:
+        responses[403] = MANAGERS_ONLY
+    return extend_schema(summary=summary, request=body, responses=responses, methods=methods)
+
+
+@extend_schema_view(
+    list=extend_schema(summary=_("Tasks the user may see")),
+    retrieve=extend_schema(summary=_("One task")),
+    create=extend_schema(summary=_("Create a task (not deployed)"), request=JSON_TASK, examples=[CREATE_EXAMPLE]),
+    partial_update=extend_schema(
+        summary=_("Edit a task's configuration"),
+        request=JSON_PARTIAL_TASK,
+        description=_("Only while the task holds nothing and is not queued."),
+        responses={200: TaskSerializer, 409: REFUSED},
+    ),
+    destroy=extend_schema(
+        summary=_("Delete a task"),
+        description=_("Only while the task holds nothing and is not queued."),
+        responses={204: None, 409: REFUSED},
+    ),
+)
+class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Task.objects.all()
+    serializer_class = TaskSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = TaskFilterSet
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        tasks = super().get_queryset()
+        if self.action in ("events", "instances"):
+            return tasks
+        return tasks.select_related("owner", "virtual_cluster").prefetch_related("mounts")
+
+    def get_serializer(self, *args, **kwargs):
+        kwargs.setdefault("context", self.get_serializer_context())
+        tasks = args[0] if args else kwargs.get("instance")
+        if tasks is not None:
+            batch = tasks if kwargs.get("many") else [tasks]
+            kwargs["context"]["queue_info"] = self._queue_info(batch)
+        return super().get_serializer(*args, **kwargs)
+
+    @staticmethod
+    def _queue_info(tasks):
+        """Positions and reasons of the queued ones, in one batch."""
+        queued = [task for task in tasks if task.status == Status.QUEUED]
+        return queue_info_for(queued) if queued else {}
+
+    def _input(self, *, partial, grants_holder=None):
+        context = {**self.get_serializer_context(), "grants_holder": grants_holder}
+        serializer = self.get_serializer(data=self.request.data, partial=partial, context=context)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def _answer(self, task, code=status.HTTP_200_OK):
+        """The task as it now is, read the way the list reads it."""
+        task = self.get_queryset().get(pk=task.pk)
+        return Response(self.get_serializer(task).data, status=code)
+
+    def create(self, request):
+        task = services.task_create(user=request.user, data=self._input(partial=False))
+        return self._answer(task, status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        task = self.get_object()
+        holder = services.grants_holder(task=task, user=request.user)
+        task = services.task_update(task=task, user=request.user, data=self._input(partial=True, grants_holder=holder))
+        return self._answer(task)
+
+    def destroy(self, request, pk=None):
+        services.task_delete(task=self.get_object(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _operate(self, action):
+        task = self.get_object()
+        check_action(task=task, user=self.request.user, action=action)
+        try:
+            task = perform(action, task=task, user=self.request.user)
+        except OperationRefused as refusal:
+            # Refusals for other reasons than the state ("can never fit") still name the state in the 409.
+            refusal.task = getattr(refusal, "task", task)
+            raise
+        return self._answer(task)
+
+    @operation_schema(_("Start: deploy now, or join the queue"))
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._operate(Action.START)
+
+    @operation_schema(_("Stop: leave the queue, or tear the instances down"))
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return self._operate(Action.STOP)
+
+    @operation_schema(_("Pin a queued task to the head of its queue (managers)"), managers=True)
+    @action(detail=True, methods=["post"])
+    def pin(self, request, pk=None):
+        return self._operate(Action.PIN)
+
+    @operation_schema(_("Unpin a pinned task (managers)"), managers=True)
+    @action(detail=True, methods=["post"])
+    def unpin(self, request, pk=None):
+        return self._operate(Action.UNPIN)
+
+    @extend_schema(
+        methods=["GET"],
+        summary=_("Preview a force start: which running tasks would be killed (managers)"),
+        responses={200: ForceStartPreviewSerializer, 403: MANAGERS_ONLY, 409: REFUSED},
+    )
+    @operation_schema(
+        _("Force-start the pinned task, killing the previewed victims (managers)"), managers=True, methods=["POST"]
+    )
+    @action(detail=True, methods=["get", "post"], url_path="force-start", url_name="force-start")
+    def force_start(self, request, pk=None):
+        if request.method == "POST":
+            return self._operate(Action.FORCE_START)
+        task = self.get_object()
+        check_action(task=task, user=request.user, action=Action.FORCE_START)
+        preview = task_force_start_preview(task=task, user=request.user)
+        return Response(ForceStartPreviewSerializer(preview).data)
+
+    @operation_schema(
+        _("Copy: a new not-deployed task from this one"),
+        body=JSON_PARTIAL_TASK,
+        code=201,
+    )
+    @action(detail=True, methods=["post"])
+    def copy(self, request, pk=None):
+        source = self.get_object()
+        check_action(task=source, user=request.user, action=Action.COPY)
+        new = services.task_copy(task=source, user=request.user, overrides=self._input(partial=True))
+        return self._answer(new, status.HTTP_201_CREATED)
+
+    def _page(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+    @extend_schema(summary=_("The task's timeline"), responses=TaskEventSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def events(self, request, pk=None):
+        return self._page(self.get_object().events.select_related("actor"), TaskEventSerializer)
+
+    @extend_schema(summary=_("The task's instances"), responses=TaskInstanceSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def instances(self, request, pk=None):
+        return self._page(self.get_object().instances.all(), TaskInstanceSerializer)
+
+
+class InstanceViewSet(ScopedViewMixin, viewsets.GenericViewSet):
+    """Instances are read through their task; this answers their logs."""
+
+    queryset = TaskInstance.objects.select_related("task")
+    serializer_class = TaskInstanceSerializer
+    filter_backends = []
+    pagination_class = None
+    renderer_classes = [JSONRenderer, PlainTextRenderer]
+
+    @extend_schema(
+        summary=_("An instance's log"),
+        description=_(
+            "The log as plain text: live while the instance runs, else the archived one. "
+            "`?tail=N` answers the last N lines; `?download=1` answers it as an attachment."
+        ),
+        parameters=[LogQuerySerializer],
+        responses={(200, "text/plain"): OpenApiTypes.STR, 400: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        instance = self.get_object()
+        query = LogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        text = instance_log_text(instance, tail=query.validated_data.get("tail"))
+        content_type = "text/plain; charset=utf-8"
+        if not query.validated_data["download"]:
+            return HttpResponse(text, content_type=content_type)
+        data = text.encode()
+        chunks = (data[i:i + LOG_CHUNK_BYTES] for i in range(0, len(data), LOG_CHUNK_BYTES))
+        response = StreamingHttpResponse(chunks, content_type=content_type)
+        response["Content-Disposition"] = instance_log_attachment(instance)
+        return response
+
+
+def register(router):
+    router.register("tasks", TaskViewSet, basename="task")
+    router.register("instances", InstanceViewSet, basename="instance")

@@ -1,0 +1,216 @@
+"""The portal's forms: a task's create / copy / edit form, and the evaluate dialog.
+
+The task form only turns POST data into the configuration ``tasks.services`` takes (relations as
+instances, env and mount rows as lists, command and args split like a shell would) and
+puts the service's ``ValidationError`` next to the fields. The rules themselves live in
+``tasks.validation``: the form does not repeat them, so a choice field accepts any id and
+lets the service give its one answer for "not granted" and "does not exist" alike.
+"""
+
+import re
+import shlex
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
+from django.urls import reverse_lazy
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+
+from clusters.models import Project, Storage, VirtualCluster
+from evaluations.models import Evaluation
+from evaluations.services import PARAMETER_FIELDS
+from tasks.models import TaskType
+from tasks.services import CONFIG_FIELDS
+
+
+class GrantedChoiceField(forms.ModelChoiceField):
+    """Offers the user's granted objects; an unknown or ungranted id becomes None or the object,
+    and the service refuses it with the message it gives everywhere."""
+
+    def __init__(self, queryset, *, lookup, **kwargs):
+        super().__init__(queryset, required=False, **kwargs)
+        self.lookup = lookup
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, self.lookup.model):
+            return value
+        try:
+            return self.lookup.filter(pk=int(value)).first()
+        except (TypeError, ValueError):
+            return None
+
+    def validate(self, value):
+        pass
+
+
+class PageTemplateWidget(forms.Widget):
+    """A widget drawn by one of the portal's templates (the form renderer only looks in the apps)."""
+
+    def _render(self, template_name, context, renderer=None):
+        return mark_safe(render_to_string(template_name, context))  # our own template, autoescaped
+
+
+class EnvRowsWidget(PageTemplateWidget):
+    """Rows ``env-<i>-name`` / ``env-<i>-value``; the browser adds and removes them."""
+
+    template_name = "portal/widgets/env_rows.html"
+
+    def format_value(self, value):
+        return list(value or [])
+
+    def value_from_datadict(self, data, files, name):
+        pattern = re.compile(rf"^{re.escape(name)}-(\d+)-(?:name|value)$")
+        indexes = sorted({int(m[1]) for key in data if (m := pattern.match(key))})
+        return [{"name": data.get(f"{name}-{i}-name", ""), "value": data.get(f"{name}-{i}-value", "")} for i in indexes]
+
+    def value_omitted_from_data(self, data, files, name):
+        return False
+
+
+class EnvField(forms.Field):
+    widget = EnvRowsWidget
+
+    def to_python(self, value):
+        rows = [{"name": str(r.get("name", "")).strip(), "value": str(r.get("value", "")).strip()} for r in value or []]
+        # A row left entirely blank is an unused row, not an input; so is the SHM_SIZE row the create form
+        # suggests, left without a value (SHM_SIZE is optional: a single-GPU task rarely needs it).
+        return [r for r in rows if r["value"] or (r["name"] and r["name"] != "SHM_SIZE")]
+
+
+class MountRowsWidget(PageTemplateWidget):
+    """One row per storage the user may mount: a check box ``mounts-<id>`` and a path ``mounts-<id>-path``."""
+
+    template_name = "portal/widgets/mount_rows.html"
+    storages = ()
+
+    def format_value(self, value):
+        return {
+            (row["storage"].pk if hasattr(row["storage"], "pk") else row["storage"]): row["mount_path"]
+            for row in value or []
+        }
+
+    def value_from_datadict(self, data, files, name):
+        pattern = re.compile(rf"^{re.escape(name)}-(\d+)$")
+        checked = sorted({int(m[1]) for key in data if (m := pattern.match(key))})
+        return [{"storage": pk, "mount_path": data.get(f"{name}-{pk}-path", "").strip()} for pk in checked]
+
+    def value_omitted_from_data(self, data, files, name):
+        return False
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        chosen = context["widget"]["value"]
+        context["widget"]["rows"] = [
+            {"storage": s, "checked": s.pk in chosen, "mount_path": chosen.get(s.pk, "")} for s in self.storages
+        ]
+        return context
+
+
+class MountsField(forms.Field):
+    widget = MountRowsWidget
+
+    def to_python(self, value):
+        rows = list(value or [])
+        ids = [r["storage"] for r in rows if not hasattr(r["storage"], "pk")]
+        found = Storage.objects.in_bulk(ids)
+        return [
+            {"storage": r["storage"] if hasattr(r["storage"], "pk") else found.get(r["storage"]),
+             "mount_path": r["mount_path"]}
+            for r in rows
+        ]
+
+
+class ShellWordsField(forms.CharField):
+    """A command line typed as text; stored as a list of words, split the way a shell would."""
+
+    def prepare_value(self, value):
+        return shlex.join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValidationError(_("This is not a valid command line: %(error)s.") % {"error": exc}) from exc
+
+
+class TaskForm(forms.Form):
+    """SPEC's create form. ``locked`` fields keep the source's value (copy and edit keep task type and project)."""
+
+    name = forms.CharField(label=_("Task name"), required=False)
+    project = GrantedChoiceField(Project.objects.none(), lookup=Project.objects.all(), label=_("Project"))
+    task_type = forms.ChoiceField(label=_("Task type"), choices=TaskType.choices, initial=TaskType.INFERENCE)
+    image = forms.CharField(
+        label=_("Image"), required=False,
+        widget=forms.TextInput(attrs={"placeholder": "192.168.99.199:8080/team/vllm:0.6.0", "spellcheck": "false"}),
+    )
+    virtual_cluster = GrantedChoiceField(
+        VirtualCluster.objects.none(), lookup=VirtualCluster.objects.all(), label=_("Virtual cluster"),
+    )
+    sku_count = forms.IntegerField(label=_("SKU count"), required=False, initial=1)
+    replicas = forms.IntegerField(label=_("Replicas"), required=False, initial=1)
+    expose_port = forms.BooleanField(label=_("Expose a port"), required=False, initial=True)
+    container_port = forms.IntegerField(label=_("Container port"), required=False, initial=8000)
+    external_port = forms.IntegerField(
+        label=_("External port"), required=False, help_text=_("Leave blank to let the system pick a free one."),
+    )
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    env = EnvField(label=_("Environment variables"), required=False)
+    mounts = MountsField(label=_("Storage"), required=False)
+    command = ShellWordsField(
+        label=_("Command"), required=False, widget=forms.TextInput(attrs={"spellcheck": "false"}),
+        help_text=_("Optional; replaces the image's entrypoint."),
+    )
+    args = ShellWordsField(
+        label=_("Arguments"), required=False, widget=forms.TextInput(attrs={"spellcheck": "false"}),
+        help_text=_("Optional; quote words that contain spaces."),
+    )
+
+    def __init__(self, *args, user, locked=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["project"].queryset = Project.objects.of_member(user)
+        self.fields["virtual_cluster"].queryset = VirtualCluster.objects.usable_by(user)
+        self.fields["mounts"].widget.storages = list(Storage.objects.mountable_by(user))
+        for name in locked:
+            self.fields[name].disabled = True
+        # The VC's free GPUs and SKU bundle follow the choice (and the SKU count, for the SHM_SIZE hint).
+        vc_info = {
+            "hx-get": reverse_lazy("portal:vc-info"), "hx-target": "#vc-info",
+            "hx-include": "[name=virtual_cluster],[name=sku_count],[name=replicas]",
+        }
+        self.fields["virtual_cluster"].widget.attrs.update(vc_info, **{"hx-trigger": "change"})
+        for name in ("sku_count", "replicas"):
+            self.fields[name].widget.attrs.update(vc_info, **{"hx-trigger": "input changed delay:300ms"})
+        self.fields["expose_port"].widget.attrs["data-toggles"] = "port-fields"
+
+    def task_data(self):
+        """The cleaned input as the configuration ``task_create`` / ``task_copy`` / ``task_update`` take."""
+        data = {name: self.cleaned_data.get(name) for name in CONFIG_FIELDS}
+        data["mounts"] = self.cleaned_data.get("mounts") or []
+        data["description"] = data["description"] or ""
+        return data
+
+    def submit(self, service):
+        """Call ``service(data)`` with the configuration; on the service's ValidationError put each
+        message next to its field and return None."""
+        if not self.is_valid():
+            return None
+        try:
+            return service(self.task_data())
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+            return None
+
+
+class EvaluationForm(forms.ModelForm):
+    """The evaluate dialog: the run's parameters (the service checks the task and saves)."""
+
+    class Meta:
+        model = Evaluation
+        fields = PARAMETER_FIELDS
+        widgets = {"prompt": forms.Textarea(attrs={"rows": 3})}

@@ -1,0 +1,62 @@
+"""Template helpers of the portal: status badges, a task's buttons, the live queue status."""
+
+from django import template
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+
+from deploy_portal.messages import render
+from tasks import states
+from tasks.states import OPERATIONS, Action, Status
+
+from ..queue import queue_region
+
+register = template.Library()
+
+# The pages of the operations that take input (``Operation.form``); the evaluate form opens in a dialog.
+_FORM_PAGES = {Action.COPY: "portal:task-copy", Action.EDIT: "portal:task-edit", Action.EVALUATE: "evaluations:create"}
+_IN_DIALOG = {Action.EVALUATE}
+
+
+def _button(action, task):
+    """How the catalogue's operation is offered: a page of its own, a dialog first (it asks, or its form is
+    small), or a form that posts at once."""
+    operation = OPERATIONS[action]
+    if operation.form:
+        kind = "dialog" if action in _IN_DIALOG else "link"
+        url = reverse(_FORM_PAGES[action], args=[task.pk])
+    else:
+        kind = "dialog" if operation.confirm else "post"
+        url = reverse("portal:task-operation", args=[task.pk, action])
+    return {"action": action, "label": Action(action).label, "kind": kind, "url": url, "danger": operation.confirm}
+
+
+@register.filter
+def event_label(operation):
+    return states.event_label(operation)
+
+
+@register.filter
+def said(message):
+    """A stored message (``deploy_portal.messages.Sentence``) in the reader's language."""
+    return render(message)
+
+
+@register.inclusion_tag("portal/_status_badge.html")
+def status_badge(task):
+    return {"status": task.status, "label": Status(task.status).label, "pinned": task.pinned}
+
+
+@register.inclusion_tag("portal/_buttons.html")
+def task_buttons(task, actions, back, compact=False):
+    """The operations ``actions`` (from ``tasks.access.allowed_actions``) as buttons, in the state machine's order."""
+    buttons = [_button(action, task) for action in actions]
+    return {"buttons": buttons, "back": back, "task": task, "compact": compact}
+
+
+@register.simple_tag(takes_context=True)
+def queue_sidebar(context):
+    """The live queue status; rendered in place so that the first paint already shows it."""
+    request = context["request"]
+    if not request.user.is_authenticated:
+        return ""
+    return mark_safe(queue_region(request))  # rendered by our own template, autoescaped

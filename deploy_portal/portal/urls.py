@@ -1,0 +1,33 @@
+"""The portal's pages (namespace ``portal``) and the evaluation pages (namespace ``evaluations``)."""
+
+from django.urls import path, re_path
+
+from . import evaluations, operations, queue, tasks
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", tasks.task_list, name="task-list"),
+    path("tasks/rows/", tasks.task_rows, name="task-rows"),
+    path("tasks/new/", tasks.task_create, name="task-create"),
+    path("tasks/<int:pk>/", tasks.task_detail, name="task-detail"),
+    path("tasks/<int:pk>/live/", tasks.task_live, name="task-live"),
+    path("tasks/<int:pk>/instances/", tasks.task_instances, name="task-instances"),
+    path("tasks/<int:pk>/instances/live/", tasks.task_instances_live, name="task-instances-live"),
+    path("tasks/<int:pk>/copy/", tasks.task_copy, name="task-copy"),
+    path("tasks/<int:pk>/edit/", tasks.task_edit, name="task-edit"),
+    re_path(
+        rf"^tasks/(?P<pk>\d+)/(?P<action>{'|'.join(operations.ACTIONS)})/$",
+        operations.task_operation, name="task-operation",
+    ),
+    path("instances/<int:pk>/log/", tasks.instance_log, name="instance-log"),
+    path("instances/<int:pk>/log/download/", tasks.instance_log_download, name="instance-log-download"),
+    path("virtual-clusters/info/", tasks.vc_info, name="vc-info"),
+    path("queue/", queue.queue_status, name="queue"),
+]
+
+evaluation_urls = ([
+    path("", evaluations.evaluation_list_view, name="list"),
+    path("<int:pk>/", evaluations.evaluation_detail_view, name="detail"),
+    path("tasks/<int:task_id>/new/", evaluations.evaluation_create_view, name="create"),
+], "evaluations")
