@@ -2,7 +2,8 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tasks
+from . import evaluations, operations, queue
+from . import task_pages as tasks
 
 app_name = "portal"
 
@@ -14,6 +15,7 @@ urlpatterns = [
     path("tasks/<int:pk>/live/", tasks.task_live, name="task-live"),
     path("tasks/<int:pk>/instances/", tasks.task_instances, name="task-instances"),
     path("tasks/<int:pk>/instances/live/", tasks.task_instances_live, name="task-instances-live"),
+    path("tasks/<int:pk>/runs/", tasks.task_runs, name="task-runs"),
     path("tasks/<int:pk>/copy/", tasks.task_copy, name="task-copy"),
     path("tasks/<int:pk>/edit/", tasks.task_edit, name="task-edit"),
     re_path(
