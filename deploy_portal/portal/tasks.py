@@ -159,6 +159,8 @@ def _task_region(request, task):
     context = {
         "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
         "events": task.events.select_related("actor"),
+        # While deploying, each instance's progress (pulling, starting, waiting for its port, ready).
+        "progress": task.instances.all() if task.status == Status.DEPLOYING else (),
         "back": reverse("portal:task-detail", args=[task.pk]),
     }
     return {
