@@ -191,11 +191,15 @@ def validate_task_config(*, user, data, task=None):
         add("name", [_("The name must be at most %(max)s characters.") % {"max": NAME_MAX_LENGTH}])
 
     project = data.get("project")
-    if project is None or not Project.objects.of_member(user).filter(pk=project.pk).exists():
+    if project is None:
+        add("project", [_("Choose a project.")])
+    elif not Project.objects.of_member(user).filter(pk=project.pk).exists():
         add("project", [str(NOT_GRANTED["project"])])
 
     vc = data.get("virtual_cluster")
-    if vc is None or not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
+    if vc is None:
+        add("virtual_cluster", [_("Choose a virtual cluster.")])
+    elif not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
         add("virtual_cluster", [str(NOT_GRANTED["virtual_cluster"])])
         vc = None
 

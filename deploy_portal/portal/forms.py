@@ -29,18 +29,21 @@ class GrantedChoiceField(forms.ModelChoiceField):
     and the service refuses it with the message it gives everywhere."""
 
     def __init__(self, queryset, *, lookup, **kwargs):
-        super().__init__(queryset, required=False, **kwargs)
+        super().__init__(queryset, required=False, empty_label=_("Select…"), **kwargs)
         self.lookup = lookup
 
     def to_python(self, value):
+        """None when nothing is chosen; else the object, or an unsaved one of that id when none exists
+        (the service then answers "not granted" for it, as for an object the user may not use)."""
         if value in self.empty_values:
             return None
         if isinstance(value, self.lookup.model):
             return value
         try:
-            return self.lookup.filter(pk=int(value)).first()
+            pk = int(value)
         except (TypeError, ValueError):
-            return None
+            pk = 0
+        return self.lookup.filter(pk=pk).first() or self.lookup.model(pk=pk)
 
     def validate(self, value):
         pass

@@ -194,3 +194,16 @@ def test_edit_saves_an_idle_task_and_refuses_a_queued_one(member_client, world):
     assertContains(response, "Cannot edit task")
     task.refresh_from_db()
     assert task.replicas == 2
+
+
+@pytest.mark.django_db
+def test_nothing_chosen_asks_for_a_choice_and_no_select_shows_dashes(member_client, world):
+    response = member_client.post(CREATE, form_data(world, project="", virtual_cluster=""))
+    assert _errors(response, "project") == "Choose a project."
+    assert _errors(response, "virtual_cluster") == "Choose a virtual cluster."
+    page = member_client.get(CREATE).content.decode()
+    assert "---------" not in page and "Select…" in page
+    member_client.cookies["django_language"] = "zh-hans"
+    response = member_client.post(CREATE, form_data(world, project=""))
+    assert _errors(response, "project") == "请选择研发项目。"
+    assert "请选择" in member_client.get(CREATE).content.decode()
