@@ -29,7 +29,8 @@ SPEC_TABLE = {
     "tasks/{id}/evaluations/": {"GET", "POST"},
     "evaluations/{id}/": {"GET"},
     "queue/": {"GET"},
-    # Authentication, schema and docs, named in the paragraph above the table.
+    # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
+    "": {"GET"},
     "auth/token/": {"POST"},
 }
 NOT_IN_SCHEMA = {"schema/", "docs/"}

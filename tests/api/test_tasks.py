@@ -9,8 +9,8 @@ from tests.factories import NodeFactory, StorageFactory, VirtualClusterFactory
 pytestmark = pytest.mark.django_db
 
 TASK_FIELDS = {
-    "id", "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
-    "container_port", "external_port", "description", "env", "mounts", "command", "args", "status",
+    "id", "name", "project", "project_name", "task_type", "image", "virtual_cluster", "virtual_cluster_name",
+    "sku_count", "replicas", "expose_port", "container_port", "external_port", "description", "env", "mounts", "command", "args", "status",
     "status_display", "pinned", "queue_position", "pending_reason", "endpoint", "owner", "created_at",
     "queued_at", "started_at", "allowed_actions",
 }

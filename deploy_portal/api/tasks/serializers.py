@@ -52,15 +52,17 @@ class TaskSerializer(serializers.Serializer):
     project = ScopedPrimaryKeyRelatedField(
         queryset=Project.objects.all(), scope="of_member", not_found=NOT_GRANTED["project"]
     )
+    project_name = serializers.CharField(source="project.name", read_only=True)
     task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.INFERENCE)
     image = serializers.CharField(trim_whitespace=False)
     virtual_cluster = ScopedPrimaryKeyRelatedField(
         queryset=VirtualCluster.objects.all(), scope="usable_by", not_found=NOT_GRANTED["virtual_cluster"]
     )
+    virtual_cluster_name = serializers.CharField(source="virtual_cluster.name", read_only=True)
     sku_count = serializers.IntegerField(default=1)
     replicas = serializers.IntegerField(default=1)
     expose_port = serializers.BooleanField(default=True)
-    container_port = serializers.IntegerField(allow_null=True, default=None)
+    container_port = serializers.IntegerField(allow_null=True, default=8000)
     external_port = serializers.IntegerField(
         allow_null=True, default=None, help_text=_("Leave blank to let the system pick a free one.")
     )
