@@ -24,6 +24,8 @@ urlpatterns = [
     path("instances/<int:pk>/log/download/", tasks.instance_log_download, name="instance-log-download"),
     path("virtual-clusters/info/", tasks.vc_info, name="vc-info"),
     path("queue/", queue.queue_status, name="queue"),
+    path("queues/", queue.queue_page, name="queue-page"),
+    path("queues/live/", queue.queue_page_live, name="queue-page-live"),
 ]
 
 evaluation_urls = ([
