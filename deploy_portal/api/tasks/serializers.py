@@ -16,6 +16,7 @@ from tasks.states import Action, Status
 from tasks.validation import NOT_GRANTED
 
 from ..fields import SentenceField
+from ..representation import PlannedRepresentation
 
 
 class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
@@ -32,19 +33,19 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return getattr(super().get_queryset(), self.scope)(user)
 
 
-class EnvVarSerializer(serializers.Serializer):
+class EnvVarSerializer(PlannedRepresentation, serializers.Serializer):
     name = serializers.CharField(allow_blank=True, trim_whitespace=False)
     value = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")
 
 
-class MountSerializer(serializers.Serializer):
+class MountSerializer(PlannedRepresentation, serializers.Serializer):
     storage = ScopedPrimaryKeyRelatedField(
         queryset=Storage.objects.all(), scope="mountable_by", not_found=NOT_GRANTED["storage"]
     )
     mount_path = serializers.CharField(max_length=500, trim_whitespace=False)
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     """A task as SPEC reads it; the configuration fields are also the create / edit / copy body."""
 
     id = serializers.IntegerField(read_only=True)
