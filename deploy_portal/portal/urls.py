@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tasks
+from . import evaluations, operations, queue, tasks, tokens
 
 app_name = "portal"
 
@@ -26,6 +26,9 @@ urlpatterns = [
     path("queue/", queue.queue_status, name="queue"),
     path("queues/", queue.queue_page, name="queue-page"),
     path("queues/live/", queue.queue_page_live, name="queue-page-live"),
+    path("token/", tokens.token_page, name="token"),
+    path("token/new/", tokens.token_create, name="token-create"),
+    path("token/revoke/", tokens.token_revoke, name="token-revoke"),
 ]
 
 evaluation_urls = ([
