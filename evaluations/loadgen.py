@@ -56,15 +56,22 @@ class EndpointError(Exception):
     """The endpoint could not be asked what it serves."""
 
 
-def first_model(base_url, *, timeout=10.0) -> str:
-    """The id of the first model ``GET /v1/models`` lists; EndpointError if there is none or no answer."""
+def model_ids(base_url, *, timeout=10.0) -> list[str]:
+    """The ids ``GET /v1/models`` lists, in its order; EndpointError if there is no answer or it is not a list."""
     try:
         response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout)
         response.raise_for_status()
-        models = response.json().get("data") or []
-        return models[0]["id"]
+        return [str(model["id"]) for model in response.json().get("data") or []]
     except (httpx.HTTPError, ValueError, LookupError, TypeError, AttributeError) as exc:
         raise EndpointError(f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]) from exc
+
+
+def first_model(base_url, *, timeout=10.0) -> str:
+    """The id of the first model ``GET /v1/models`` lists; EndpointError if there is none or no answer."""
+    ids = model_ids(base_url, timeout=timeout)
+    if not ids:
+        raise EndpointError("IndexError: the endpoint lists no model")
+    return ids[0]
 
 
 def arrival_offsets(count, rate, seed=0):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("tasks/new/", tasks.task_create, name="task-create"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task-detail"),
     path("tasks/<int:pk>/live/", tasks.task_live, name="task-live"),
+    path("tasks/<int:pk>/models/", tasks.task_models, name="task-models"),
     path("tasks/<int:pk>/instances/", tasks.task_instances, name="task-instances"),
     path("tasks/<int:pk>/instances/live/", tasks.task_instances_live, name="task-instances-live"),
     path("tasks/<int:pk>/copy/", tasks.task_copy, name="task-copy"),

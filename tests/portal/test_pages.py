@@ -288,3 +288,27 @@ def test_the_details_tab_shows_each_instances_deploy_progress(member_client, wor
     assertContains(response, "Waiting for the process to listen on port 31404.")
     assertContains(response, "qwen-7b-1")
     assertContains(response, 'class="instance-status instance-ready"')
+
+
+@pytest.mark.django_db
+def test_a_running_task_shows_the_model_ids_its_endpoint_lists_with_examples_that_work(member_client, world):
+    import openai
+
+    from tests.demo_model.process import DemoModelProcess
+
+    with DemoModelProcess("--model", "qwen2.5-7b") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        world.vc.endpoint_host = "127.0.0.1"
+        world.vc.save()
+        task = _task(world, status=Status.RUNNING, endpoint_port=port)
+        detail = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+        assertContains(detail, reverse("portal:task-models", args=[task.pk]))
+        response = member_client.get(reverse("portal:task-models", args=[task.pk]))
+        assertContains(response, "<code data-model>qwen2.5-7b</code>", html=False)
+        examples = response.context["examples"]
+        assert examples["curl"].startswith(f"curl {task.endpoint}/v1/chat/completions")
+        scope = {"OpenAI": lambda **kwargs: openai.OpenAI(max_retries=0, **kwargs)}
+        exec(examples["python"].replace("from openai import OpenAI\n", ""), scope)  # the example runs as shown
+        assert scope["answer"].model == "qwen2.5-7b"
+    gone = member_client.get(reverse("portal:task-models", args=[task.pk]))
+    assertContains(gone, "The endpoint did not list its models")
