@@ -1,7 +1,10 @@
 """The GPU world a manager sets up: projects, virtual clusters and their machines, storages."""
 
+import re
+
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -123,3 +126,11 @@ class Storage(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """A hostPath is an absolute path on the machine, an NFS source ``server:/absolute/path``."""
+        source = (self.source or "").strip()
+        if self.kind == StorageKind.HOST_PATH and not source.startswith("/"):
+            raise ValidationError({"source": _("A hostPath source must be an absolute path, such as /data/models.")})
+        if self.kind == StorageKind.NFS and not re.fullmatch(r"[^\s:/]+:/\S*", source):
+            raise ValidationError({"source": _("An NFS source is server:/absolute/path, such as nfs-01:/export/models.")})

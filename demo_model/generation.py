@@ -43,6 +43,26 @@ def count_prompt_tokens(prompt: str) -> int:
     return max(1, len(prompt.split()))
 
 
+def message_text(message) -> str:
+    """A chat message's text: ``content`` as a string, or the text of its parts (``[{"type": "text", ...}]``).
+
+    Parts of other types (an image, audio) carry no text the demo model reads; they are skipped.
+    """
+    content = message.get("content", "") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if content is None and isinstance(message, dict):
+        return ""
+    if isinstance(content, list) and all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content):
+        texts = [part.get("text") for part in content if part["type"] == "text"]
+        if all(isinstance(text, str) for text in texts):
+            return " ".join(texts)
+    raise RequestError(
+        400, "Each message must be an object whose `content` is a string or a list of content parts.",
+        param="messages",
+    )
+
+
 def parse_request(body: dict, *, chat: bool, model: str):
     """Validate a completion request; answer (prompt text, max_tokens, stream, include_usage).
 
@@ -57,12 +77,7 @@ def parse_request(body: dict, *, chat: bool, model: str):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "`messages` must be a non-empty list.", param="messages")
-        parts = []
-        for message in messages:
-            if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
-                raise RequestError(400, "Each message must be an object with string `content`.", param="messages")
-            parts.append(f"{message.get('role', 'user')}: {message.get('content', '')}")
-        prompt = "\n".join(parts)
+        prompt = "\n".join(f"{message.get('role', 'user')}: {message_text(message)}" for message in messages)
     else:
         prompt = body.get("prompt")
         if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):

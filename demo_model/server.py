@@ -1,7 +1,7 @@
 """The demo model's HTTP server: stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive, SSE streaming.
 
 Timing promise: a completion's first token is sent ``first_token_delay`` seconds after the request
-arrives and each next token ``token_delay`` seconds after the one before (scheduled against the
+arrives (its first line is read) and each next token ``token_delay`` seconds after the one before (scheduled against the
 request's start, so delays do not drift); a non-streaming answer is sent when its last token would be.
 """
 
@@ -63,6 +63,12 @@ class DemoModelHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: DemoModelServer
 
+    def parse_request(self):
+        # The request has arrived once its first line is read: the delays count from here, not from after
+        # its headers, body and JSON are parsed (which would add their time to every TTFT measured).
+        self.arrived = time.monotonic()
+        return super().parse_request()
+
     # --- routing ------------------------------------------------------------
     @property
     def route(self):
@@ -101,7 +107,7 @@ class DemoModelHandler(BaseHTTPRequestHandler):
                 error_type="InternalServerError",
             )
             return
-        started = time.monotonic()
+        started = self.arrived
         request_id = f"{'chatcmpl' if chat else 'cmpl'}-{self.server.next_request_id():08d}"
         tokens = generation.tokens_for(prompt, max_tokens)
         if stream:

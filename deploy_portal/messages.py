@@ -23,7 +23,7 @@ from django.db import models
 from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 
-__all__ = ["N_", "NP_", "Sentence", "SentenceField", "joined", "render"]
+__all__ = ["CLAUSES", "N_", "NP_", "Sentence", "SentenceField", "joined", "render"]
 
 
 def N_(msgid):
@@ -34,6 +34,11 @@ def N_(msgid):
 def NP_(singular, plural):
     """Marks a plural pair of message ids for ``makemessages``; translates nothing."""
     return (singular, plural)
+
+
+# The separator of clauses said in one breath ("needs 4 SKUs; 3 tasks ahead"): a message id, so that each
+# language uses its own ("；" in Chinese). A separator that is only spaces is said as written.
+CLAUSES = N_("; ")
 
 
 class Sentence:
@@ -90,14 +95,16 @@ class Sentence:
 
 
 class Joined(Sentence):
-    """Sentences said one after the other, ``sep`` between them (empty ones left out)."""
+    """Sentences said one after the other, ``sep`` between them (empty ones left out); ``sep`` is a message
+    id (``CLAUSES``) said in the reader's language, unless it is only spaces."""
 
     def __init__(self, parts, sep=" "):
         self.parts, self.sep = list(parts), sep
         self.msgid, self.number, self.params = "", None, {}
 
     def render(self):
-        return self.sep.join(text for text in map(render, self.parts) if text)
+        sep = gettext(self.sep) if self.sep.strip() else self.sep
+        return sep.join(text for text in map(render, self.parts) if text)
 
     def __repr__(self):
         return f"Joined({self.parts!r}, {self.sep!r})"

@@ -130,6 +130,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "deploy_portal.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "deploy_portal.api.exceptions.exception_handler",
+    "VIEW_NAME_FUNCTION": "deploy_portal.api.naming.view_name",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "deploy-portal API",

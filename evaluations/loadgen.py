@@ -56,15 +56,22 @@ class EndpointError(Exception):
     """The endpoint could not be asked what it serves."""
 
 
-def first_model(base_url, *, timeout=10.0) -> str:
-    """The id of the first model ``GET /v1/models`` lists; EndpointError if there is none or no answer."""
+def model_ids(base_url, *, timeout=10.0) -> list[str]:
+    """The ids ``GET /v1/models`` lists, in its order; EndpointError if there is no answer or it is not a list."""
     try:
         response = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout)
         response.raise_for_status()
-        models = response.json().get("data") or []
-        return models[0]["id"]
+        return [str(model["id"]) for model in response.json().get("data") or []]
     except (httpx.HTTPError, ValueError, LookupError, TypeError, AttributeError) as exc:
         raise EndpointError(f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]) from exc
+
+
+def first_model(base_url, *, timeout=10.0) -> str:
+    """The id of the first model ``GET /v1/models`` lists; EndpointError if there is none or no answer."""
+    ids = model_ids(base_url, timeout=timeout)
+    if not ids:
+        raise EndpointError("IndexError: the endpoint lists no model")
+    return ids[0]
 
 
 def arrival_offsets(count, rate, seed=0):
@@ -169,25 +176,49 @@ async def send_request(client: httpx.AsyncClient, spec: LoadSpec, prompt: str) -
     The whole request, not each read, is bounded by ``spec.timeout``.
     """
     url = spec.base_url.rstrip("/") + endpoint_path(spec.endpoint_kind)
+    # The clock starts when the request is built and about to be sent, as a client's user would see it.
+    request = client.build_request("POST", url, json=request_body(spec, prompt))
     started = time.perf_counter()
     timing = StreamTiming(started, chat=spec.endpoint_kind == "chat")
+    ended = None
     try:
         async with asyncio.timeout(spec.timeout):
-            async with client.stream("POST", url, json=request_body(spec, prompt)) as response:
+            async with contextlib.aclosing(await client.send(request, stream=True)) as response:
                 if response.status_code != 200:
                     error = _http_error_text(response, await response.aread())
                     return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
                 async with contextlib.aclosing(response.aiter_lines()) as lines:
                     async for line in lines:
-                        if not timing.feed(line):
-                            break
+                        if ended is None and not timing.feed(line):
+                            ended = time.perf_counter()
+                        # After [DONE], read on to the end of the response (the chunked stream's last
+                        # chunk follows at once): a response left unread closes its connection, and
+                        # every next request would pay a new connection (and a server thread) in its TTFT.
     except TimeoutError:
+        if ended is not None:
+            return timing.record(ended - started)
+
         error = f"timed out after {spec.timeout:g} s"
         return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
     except (httpx.HTTPError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
         return RequestRecord(success=False, latency=time.perf_counter() - started, error=error)
-    return timing.record(time.perf_counter() - started)
+    return timing.record((ended or time.perf_counter()) - started)
+
+
+async def warm_up(client: httpx.AsyncClient, spec: LoadSpec):
+    """Open the connections the run will use (one ``GET /v1/models`` on each) before any clock starts, so the
+    first requests are not timed with a connection's setup; a failure here is left to the requests to say."""
+    count = min(spec.concurrency, spec.request_count)
+    url = spec.base_url.rstrip("/") + "/v1/models"
+
+    async def one():
+        with contextlib.suppress(httpx.HTTPError):
+            await client.get(url, timeout=min(spec.timeout, 5.0))
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(min(spec.timeout, 5.0)):
+            await asyncio.gather(*(one() for _ in range(count)))
 
 
 async def generate_load(spec: LoadSpec, stop: asyncio.Event, records: list[RequestRecord]) -> LoadResult:
@@ -198,6 +229,7 @@ async def generate_load(spec: LoadSpec, stop: asyncio.Event, records: list[Reque
     limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
 
     async with httpx.AsyncClient(limits=limits, timeout=spec.timeout) as client:
+        await warm_up(client, spec)
         started = time.perf_counter()
 
         async def one(index):

@@ -9,3 +9,10 @@ class SchedulerConfig(AppConfig):
     def ready(self):
         # Register the Celery tasks in every process (web included): services send to them by name.
         from . import tasks  # noqa: F401
+
+        # The create / edit validation refuses a task that could never fit by the placement's own rule.
+        from tasks.validation import use_capacity_rule
+
+        from .selectors import capacity_warning
+
+        use_capacity_rule(capacity_warning)

@@ -3,7 +3,7 @@
 The numbers come from ``placement.Wait``; the words are ``Sentence``s, said in each reader's language.
 """
 
-from deploy_portal.messages import N_, NP_, Sentence, joined
+from deploy_portal.messages import CLAUSES, N_, NP_, Sentence, joined
 
 from .placement import WaitCode
 
@@ -66,7 +66,7 @@ def wait_sentence(wait):
                 needed=wait.sku_count * wait.replicas, free=wait.free_total,
             )
         ]
-    return joined(*parts, _ahead(wait.ahead), sep="; ")
+    return joined(*parts, _ahead(wait.ahead), sep=CLAUSES)
 
 
 def wait_text(wait):

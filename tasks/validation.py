@@ -9,8 +9,7 @@ import re
 from posixpath import normpath
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db.models import Max
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from kubernetes.utils import parse_quantity as kubernetes_quantity
@@ -39,6 +38,25 @@ NOT_GRANTED = {
     ),
     "storage": gettext_lazy("Select a valid storage: this one does not exist or is not granted to you."),
 }
+
+
+# Whether a task could ever fit its VC is the scheduler's placement rule (``scheduler.placement.Capacity``,
+# by which a start is refused too). ``tasks`` lies below ``scheduler`` and cannot import it, so the scheduler
+# hands the rule over when the apps are ready (``scheduler.apps``): one rule, said with its numbers, at
+# creation, edit and start alike.
+_capacity_rule = None
+
+
+def use_capacity_rule(rule):
+    """Install ``rule(*, virtual_cluster, sku_count, replicas)``: the reason in words, or None when it could fit."""
+    global _capacity_rule
+    _capacity_rule = rule
+
+
+def _never_fits(vc, sku_count, replicas):
+    if _capacity_rule is None:
+        raise ImproperlyConfigured("tasks.validation has no capacity rule: is the scheduler app installed?")
+    return _capacity_rule(virtual_cluster=vc, sku_count=sku_count, replicas=replicas)
 
 
 def port_in_use_message(port):
@@ -179,11 +197,15 @@ def validate_task_config(*, user, data, task=None):
         add("name", [_("The name must be at most %(max)s characters.") % {"max": NAME_MAX_LENGTH}])
 
     project = data.get("project")
-    if project is None or not Project.objects.of_member(user).filter(pk=project.pk).exists():
+    if project is None:
+        add("project", [_("Choose a project.")])
+    elif not Project.objects.of_member(user).filter(pk=project.pk).exists():
         add("project", [str(NOT_GRANTED["project"])])
 
     vc = data.get("virtual_cluster")
-    if vc is None or not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
+    if vc is None:
+        add("virtual_cluster", [_("Choose a virtual cluster.")])
+    elif not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
         add("virtual_cluster", [str(NOT_GRANTED["virtual_cluster"])])
         vc = None
 
@@ -193,20 +215,12 @@ def validate_task_config(*, user, data, task=None):
     if not isinstance(sku_count, int) or sku_count < 1:
         add("sku_count", [_("The SKU count must be at least 1.")])
         sku_count = None
-    elif vc is not None:
-        largest = vc.nodes.aggregate(m=Max("sku_capacity"))["m"]
-        if largest is None:
-            add("sku_count", [_("The virtual cluster %(vc)s has no machines.") % {"vc": vc.name}])
-        elif sku_count > largest:
-            add(
-                "sku_count",
-                [_("The SKU count %(count)s is larger than any machine of %(vc)s offers (at most %(max)s).")
-                 % {"count": sku_count, "vc": vc.name, "max": largest}],
-            )
 
     replicas = data.get("replicas")
     if not isinstance(replicas, int) or not 1 <= replicas <= settings.MAX_REPLICAS:
         add("replicas", [_("Replicas must be between 1 and %(max)s.") % {"max": settings.MAX_REPLICAS}])
+    elif sku_count is not None and vc is not None:
+        add("sku_count", [reason] if (reason := _never_fits(vc, sku_count, replicas)) else [])
 
     if data.get("expose_port"):
         container_port = data.get("container_port")

@@ -40,8 +40,9 @@ def refusal_status(exc):
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_detail(exc))
-    elif isinstance(exc, ObjectDoesNotExist):
-        exc = Http404()
+    elif isinstance(exc, (ObjectDoesNotExist, Http404)):
+        # DRF would repeat Django's English "No Task matches the given query."; say it in the request's language.
+        exc = exceptions.NotFound()
     elif isinstance(exc, OperationRefused):
         set_rollback()
         body = {"detail": str(exc.message), "status": refusal_status(exc)}

@@ -3,9 +3,14 @@
 from django.http import JsonResponse
 from django.urls import path, re_path
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
 
 from . import clusters, evaluations, queue
 from .auth import ObtainTokenView
@@ -15,7 +20,26 @@ router = SimpleRouter()
 clusters.register(router)
 tasks.register(router)
 
+
+
+class ApiIndex(APIView):
+    """The resources of the API, each with its URL (follow them rather than build them)."""
+
+    title = gettext_lazy("API index")
+
+    @extend_schema(summary=gettext_lazy("The resources of the API"), responses={200: dict})
+    def get(self, request):
+        return Response({name: reverse(route, request=request) for name, route in INDEX.items()})
+
+
+INDEX = {
+    "tasks": "task-list", "projects": "project-list",
+    "virtual_clusters": "virtual-cluster-list", "storages": "storage-list", "queue": "queue",
+    "token": "api-token", "schema": "api-schema", "docs": "api-docs",
+}
+
 urlpatterns = [
+    path("", ApiIndex.as_view(), name="api-index"),
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -83,7 +83,12 @@ def evaluation_detail_view(request, pk):
     if request.htmx:
         if evaluation.is_active and request.GET.get("seen") == evaluation.progress_key:
             return HttpResponse(status=204)  # nothing changed since the last poll
-        return render(request, "evaluations/_results.html", context)
+        response = render(request, "evaluations/_results.html", context)
+        if not evaluation.is_active:
+            # Finished while the page watched: reload it whole, so that its header (the model the run
+            # resolved, the status) reads as the results do; the reloaded page polls no more.
+            response["HX-Refresh"] = "true"
+        return response
     return render(request, "evaluations/evaluation_detail.html", context)
 
 

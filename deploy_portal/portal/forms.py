@@ -12,13 +12,15 @@ import shlex
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.template.loader import render_to_string
 from django.urls import reverse_lazy
 from django.utils.safestring import mark_safe
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from clusters.models import Project, Storage, VirtualCluster
-from evaluations.models import Evaluation
+from evaluations.models import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TOKENS, Evaluation
 from evaluations.services import PARAMETER_FIELDS
 from tasks.models import TaskType
 from tasks.services import CONFIG_FIELDS
@@ -29,18 +31,21 @@ class GrantedChoiceField(forms.ModelChoiceField):
     and the service refuses it with the message it gives everywhere."""
 
     def __init__(self, queryset, *, lookup, **kwargs):
-        super().__init__(queryset, required=False, **kwargs)
+        super().__init__(queryset, required=False, empty_label=_("Select…"), **kwargs)
         self.lookup = lookup
 
     def to_python(self, value):
+        """None when nothing is chosen; else the object, or an unsaved one of that id when none exists
+        (the service then answers "not granted" for it, as for an object the user may not use)."""
         if value in self.empty_values:
             return None
         if isinstance(value, self.lookup.model):
             return value
         try:
-            return self.lookup.filter(pk=int(value)).first()
+            pk = int(value)
         except (TypeError, ValueError):
-            return None
+            pk = 0
+        return self.lookup.filter(pk=pk).first() or self.lookup.model(pk=pk)
 
     def validate(self, value):
         pass
@@ -214,3 +219,19 @@ class EvaluationForm(forms.ModelForm):
         model = Evaluation
         fields = PARAMETER_FIELDS
         widgets = {"prompt": forms.Textarea(attrs={"rows": 3})}
+        # The limits are the model's validators (the API checks the same ones); said next to the fields.
+        help_texts = {
+            "max_tokens": format_lazy(_("From 1 to {max}."), max=MAX_TOKENS),
+            "request_count": format_lazy(_("From 1 to {max}."), max=MAX_REQUESTS),
+            "concurrency": format_lazy(_("From 1 to {max}."), max=MAX_CONCURRENCY),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The browser's number inputs take their bounds from the model's validators, not the column's type.
+        for name, field in self.fields.items():
+            for validator in Evaluation._meta.get_field(name).validators:
+                if isinstance(validator, MinValueValidator):
+                    field.widget.attrs["min"] = validator.limit_value
+                elif isinstance(validator, MaxValueValidator):
+                    field.widget.attrs["max"] = validator.limit_value

@@ -3,6 +3,9 @@
 Each view finds what the user may see, calls one service, then renders or redirects.
 """
 
+import json
+import shlex
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -13,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from clusters.models import VirtualCluster
+from evaluations.loadgen import EndpointError, model_ids
 from scheduler import selectors
 from scheduler.logs import instance_log_attachment, instance_log_chunks, instance_log_text
 from tasks import services
@@ -26,6 +30,7 @@ from .forms import TaskForm
 from .live import live_region, live_response, login_required, visible_or_404
 
 LOG_TAIL_LINES = 1000
+MODELS_TIMEOUT = 2.0  # seconds the page waits for an endpoint's /v1/models
 
 
 def visible_task(request, pk):
@@ -159,6 +164,8 @@ def _task_region(request, task):
     context = {
         "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
         "events": task.events.select_related("actor"),
+        # While deploying, each instance's progress (pulling, starting, waiting for its port, ready).
+        "progress": task.instances.all() if task.status == Status.DEPLOYING else (),
         "back": reverse("portal:task-detail", args=[task.pk]),
     }
     return {
@@ -236,3 +243,34 @@ def task_runs(request, pk):
     runs = task.runs.select_related("started_by", "killed_by", "killed_for").prefetch_related("instances")
     page = Paginator(runs.order_by("-number"), 20).get_page(request.GET.get("page"))
     return render(request, "portal/task_runs.html", {"task": task, "tab": "runs", "page": page})
+
+
+@require_GET
+@login_required
+def task_models(request, pk):
+    """The model ids the running task's endpoint lists (``GET /v1/models``), with ready-to-copy examples."""
+    task = visible_task(request, pk)
+    if not task.endpoint:
+        return HttpResponse("")
+    try:
+        ids, error = model_ids(task.endpoint, timeout=MODELS_TIMEOUT), None
+    except EndpointError as exc:
+        ids, error = [], str(exc)
+    context = {"task": task, "ids": ids, "error": error}
+    if ids:
+        context["examples"] = _examples(task.endpoint, ids[0])
+    return render(request, "portal/_models.html", context)
+
+
+def _examples(endpoint, model):
+    """A first request to the endpoint with curl and with the OpenAI client (``model``: an id it lists)."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}]}, ensure_ascii=False)
+    curl = shlex.join(["curl", f"{endpoint}/v1/chat/completions", "-H", "Content-Type: application/json", "-d", body])
+    python = (
+        "from openai import OpenAI\n\n"
+        f"client = OpenAI(base_url={json.dumps(f'{endpoint}/v1')}, api_key=\"unused\")\n"
+        f"answer = client.chat.completions.create(model={json.dumps(model)}, "
+        "messages=[{\"role\": \"user\", \"content\": \"Hello\"}])\n"
+        "print(answer.choices[0].message.content)"
+    )
+    return {"curl": curl, "python": python}

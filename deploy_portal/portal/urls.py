@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue
+from . import evaluations, operations, queue, tokens
 from . import task_pages as tasks
 
 app_name = "portal"
@@ -13,6 +13,7 @@ urlpatterns = [
     path("tasks/new/", tasks.task_create, name="task-create"),
     path("tasks/<int:pk>/", tasks.task_detail, name="task-detail"),
     path("tasks/<int:pk>/live/", tasks.task_live, name="task-live"),
+    path("tasks/<int:pk>/models/", tasks.task_models, name="task-models"),
     path("tasks/<int:pk>/instances/", tasks.task_instances, name="task-instances"),
     path("tasks/<int:pk>/instances/live/", tasks.task_instances_live, name="task-instances-live"),
     path("tasks/<int:pk>/runs/", tasks.task_runs, name="task-runs"),
@@ -26,6 +27,11 @@ urlpatterns = [
     path("instances/<int:pk>/log/download/", tasks.instance_log_download, name="instance-log-download"),
     path("virtual-clusters/info/", tasks.vc_info, name="vc-info"),
     path("queue/", queue.queue_status, name="queue"),
+    path("queues/", queue.queue_page, name="queue-page"),
+    path("queues/live/", queue.queue_page_live, name="queue-page-live"),
+    path("token/", tokens.token_page, name="token"),
+    path("token/new/", tokens.token_create, name="token-create"),
+    path("token/revoke/", tokens.token_revoke, name="token-revoke"),
 ]
 
 evaluation_urls = ([

@@ -264,3 +264,74 @@ def test_a_machine_nothing_holds_can_be_deleted_one_that_holds_cannot(world, man
     old = TaskInstance.objects.get(task=done)
     assert old.node is None and old.node_name == free_node.name
     assert TaskInstance.objects.get(task=held_elsewhere).node == busy_node
+
+
+@pytest.mark.parametrize(
+    "kind, source, accepted",
+    [("hostPath", "relative/dir", False), ("hostPath", "/data/models", True),
+     ("nfs", "nfs-01/export", False), ("nfs", "nfs-01:/export/models", True), ("pvc", "models-claim", True)],
+)
+def test_a_storage_source_must_fit_its_kind(world, manager_client, kind, source, accepted):
+    from clusters.models import Storage
+
+    response = manager_client.post(
+        reverse("admin:clusters_storage_add"), {"name": "scratch", "kind": kind, "source": source},
+    )
+    assert Storage.objects.filter(name="scratch").exists() == accepted
+    if not accepted:
+        assert "source" in response.context["adminform"].form.errors
+
+
+def test_a_manager_adds_a_user_resets_a_password_and_puts_them_in_a_project_and_a_group(world, manager, manager_client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    from tasks.permissions import MANAGERS_GROUP
+
+    User = get_user_model()
+    assert manager_client.get(reverse("admin:auth_user_changelist")).status_code == 200
+    assert manager_client.get(reverse("admin:auth_group_changelist")).status_code == 200
+    response = manager_client.post(reverse("admin:auth_user_add"), {
+        "username": "newbie", "password1": "a-long-Pass-2026", "password2": "a-long-Pass-2026", "usable_password": "true",
+    })
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    newbie = User.objects.get(username="newbie")
+
+    page = manager_client.get(reverse("admin:auth_user_change", args=[newbie.pk]))
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    assert "is_superuser" not in form.fields and "user_permissions" not in form.fields
+    managers = Group.objects.get(name=MANAGERS_GROUP)
+    greedy = Group.objects.create(name="greedy")
+    greedy.permissions.add(*Permission.objects.filter(codename="delete_user"))
+    assert list(form.fields["groups"].queryset) == [managers]
+
+    through = "Project_members-"
+    data = {
+        "username": "newbie", "is_active": "on", "groups": [managers.pk], "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01", "initial-date_joined_1": "00:00:00",
+        f"{through}TOTAL_FORMS": "1", f"{through}INITIAL_FORMS": "0", f"{through}0-project": world.project.pk,
+    }
+    response = manager_client.post(reverse("admin:auth_user_change", args=[newbie.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert newbie.groups.filter(name=MANAGERS_GROUP).exists()
+    assert world.project.members.filter(pk=newbie.pk).exists()
+
+    password = manager_client.post(reverse("admin:auth_user_password_change", args=[newbie.pk]), {
+        "password1": "another-Pass-2026", "password2": "another-Pass-2026", "usable_password": "true",
+    })
+    assert password.status_code == 302
+    newbie.refresh_from_db()
+    assert newbie.check_password("another-Pass-2026")
+
+
+def test_a_manager_cannot_change_a_superuser(manager_client):
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "x-Pass-2026")
+    page = manager_client.get(reverse("admin:auth_user_change", args=[root.pk]))
+    assert page.status_code == 200 and page.context["has_change_permission"] is False  # read only
+    assert manager_client.post(reverse("admin:auth_user_change", args=[root.pk]), {"username": "mine"}).status_code == 403
+    assert manager_client.post(reverse("admin:auth_user_password_change", args=[root.pk]), {
+        "password1": "stolen-Pass-2026", "password2": "stolen-Pass-2026",
+    }).status_code == 403

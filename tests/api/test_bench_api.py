@@ -45,6 +45,7 @@ def test_prints_the_figures_with_query_counts_independent_of_the_number_of_tasks
         assert 0 < figures["task_list"]["p50_ms"] <= figures["task_list"]["p99_ms"]
         assert 0 < figures["queue"]["p50_ms"] <= figures["queue"]["p99_ms"]
     assert (large["tasks"], large["queued"], large["requests"]) == (1500, 120, 5)
+    assert 0 < small["calibration_s"] < 60 and 0 < large["calibration_s"] < 60
     # One count per endpoint across its requests, the same whatever the number of tasks.
     assert small["task_list"]["queries"] == large["task_list"]["queries"] == [10]
     assert small["queue"]["queries"] == large["queue"]["queries"] == [7]

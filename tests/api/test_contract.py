@@ -32,7 +32,8 @@ SPEC_TABLE = {
     # Issue 13 (newer than SPEC): every start is a run with its own instances and logs.
     "tasks/{id}/runs/": {"GET"},
     "runs/{id}/": {"GET"},
-    # Authentication, schema and docs, named in the paragraph above the table.
+    # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
+    "": {"GET"},
     "auth/token/": {"POST"},
 }
 NOT_IN_SCHEMA = {"schema/", "docs/"}

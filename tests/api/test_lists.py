@@ -193,3 +193,33 @@ def test_list_queries_do_not_grow_with_the_page(world, member_api, django_assert
     assert response.status_code == 200
     page = response.json()
     assert len(page["results"] if "results" in page else page[0]["queue"]) >= 20
+
+
+def test_project_and_owner_filter_alike_by_id_or_by_name(world, member_api, mixed_tasks):
+    bob = mixed_tasks["c-stopped"].owner
+    other = ProjectFactory(name="vision", members=[world.member])
+    world_task(world, name="e-vision", project=other)
+    by_name = names(member_api.get("/api/v1/tasks/?project=vision"))
+    assert by_name == names(member_api.get(f"/api/v1/tasks/?project={other.pk}")) == ["e-vision"]
+    assert names(member_api.get(f"/api/v1/tasks/?owner={bob.pk}&ordering=name")) == ["c-stopped", "d-failed"]
+    assert names(member_api.get("/api/v1/tasks/?owner=bob&ordering=name")) == ["c-stopped", "d-failed"]
+    assert names(member_api.get(f"/api/v1/tasks/?virtual_cluster={world.vc.name}&project=llm&ordering=name")) == [
+        "a-idle", "b-running", "c-stopped", "d-failed",
+    ]
+    assert member_api.get("/api/v1/tasks/?project=nosuch").status_code == 400
+
+
+def test_status_takes_a_comma_separated_list(member_api, mixed_tasks):
+    assert names(member_api.get("/api/v1/tasks/?status=running,stopped&ordering=name")) == ["b-running", "c-stopped"]
+    assert member_api.get("/api/v1/tasks/?status=running,sleeping").status_code == 400
+
+
+def test_the_ordering_choices_are_said_in_chinese(member_api):
+    from django.utils import translation
+
+    from tasks.filtersets import TaskFilterSet
+
+    with translation.override("zh-hans"):
+        labels = [str(label) for _value, label in TaskFilterSet(data={}).form.fields["ordering"].choices]
+    assert "ID（降序）" in labels and "排队时间（降序）" in labels
+    assert all(not any(c.isascii() and c.isalpha() for c in label.replace("ID", "")) for label in labels), labels

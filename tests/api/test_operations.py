@@ -175,7 +175,7 @@ def test_a_text_reader_reads_errors_as_text(member_api):
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/plain")
-    assert response.content == b"No TaskInstance matches the given query."
+    assert response.content == b"Not found."
 
 
 def test_a_text_reader_reads_field_errors_as_text(member_api, running_task):

@@ -9,8 +9,8 @@ from tests.factories import NodeFactory, StorageFactory, VirtualClusterFactory
 pytestmark = pytest.mark.django_db
 
 TASK_FIELDS = {
-    "id", "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
-    "container_port", "external_port", "description", "env", "mounts", "command", "args", "status",
+    "id", "name", "project", "project_name", "task_type", "image", "virtual_cluster", "virtual_cluster_name",
+    "sku_count", "replicas", "expose_port", "container_port", "external_port", "description", "env", "mounts", "command", "args", "status",
     "status_display", "pinned", "queue_position", "pending_reason", "endpoint", "owner", "created_at",
     "queued_at", "started_at", "allowed_actions",
 }
@@ -62,7 +62,8 @@ BAD_INPUTS = {
     "image from another registry": ({"image": "docker.io/library/nginx:1"}, "image", "allowed registry"),
     "image not a reference": ({"image": "registry.example.com/Bad Image"}, "image", "not a valid image reference"),
     "no SKU": ({"sku_count": 0}, "sku_count", "at least 1"),
-    "more SKUs than a machine": ({"sku_count": 9}, "sku_count", "larger than any machine"),
+    "more SKUs than a machine": ({"sku_count": 9}, "sku_count", "the largest machine offers 8"),
+    "more instances than the machines hold": ({"sku_count": 8, "replicas": 3}, "sku_count", "could host only 2"),
     "no replicas": ({"replicas": 0}, "replicas", "between 1 and"),
     "too many replicas": ({"replicas": 17}, "replicas", "between 1 and"),
     "container port out of range": ({"container_port": 70000}, "container_port", "between 1 and 65535"),

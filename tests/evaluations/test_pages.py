@@ -86,6 +86,10 @@ def test_evaluate_form_as_dialog_and_page(world, member_client):
     assert b'name="concurrency"' in dialog.content and b"http://127.0.0.1:31999" in dialog.content
     page = member_client.get(f"/evaluations/tasks/{task.pk}/new/")
     assert page.status_code == 200 and b"<html" in page.content
+    form = page.content.decode()
+    assert "From 1 to 5000." in form and "From 1 to 256." in form and "From 1 to 8192." in form
+    tag = re.search(r'<input[^>]*name="max_tokens"[^>]*>', form).group(0)
+    assert 'min="1"' in tag and 'max="8192"' in tag, tag  # the browser knows the same limits
 
 
 def test_posting_the_form_starts_a_run_and_shows_it(world, member_client, enqueued,
@@ -145,7 +149,9 @@ def test_polling_answers_204_until_progress_or_status_change(world, member_clien
     assert member_client.get(f"/evaluations/{run.pk}/?seen=running-0", **poll).status_code == 204
 
     Evaluation.objects.filter(pk=run.pk).update(requests_done=20)
-    progress = member_client.get(f"/evaluations/{run.pk}/?seen=running-0", **poll).content.decode()
+    answer = member_client.get(f"/evaluations/{run.pk}/?seen=running-0", **poll)
+    assert "HX-Refresh" not in answer
+    progress = answer.content.decode()
     assert "20 of 50 requests done" in progress and "?seen=running-20" in progress
 
     Evaluation.objects.filter(pk=run.pk).update(status=EvaluationStatus.FAILED, failure_reason="task_stopped")
@@ -153,6 +159,7 @@ def test_polling_answers_204_until_progress_or_status_change(world, member_clien
     assert partial.status_code == 200 and b"<html" not in partial.content
     assert b"The task stopped running during the evaluation" in partial.content
     assert b"hx-trigger" not in partial.content  # finished: no more polling
+    assert partial["HX-Refresh"] == "true"  # and the page reloads whole, header included
 
 
 def test_comparison_lists_finished_runs_of_visible_tasks(world, member_client):

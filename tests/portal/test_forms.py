@@ -51,7 +51,8 @@ def test_a_valid_form_creates_the_task_and_opens_it(member_client, world):
         ({"image": "nginx:latest"}, "image", "allowed registry"),
         ({"image": "registry.example.com/Bad Image"}, "image", "is not a valid image reference"),
         ({"sku_count": "0"}, "sku_count", "The SKU count must be at least 1"),
-        ({"sku_count": "9"}, "sku_count", "larger than any machine of h100 offers (at most 8)"),
+        ({"sku_count": "9"}, "sku_count", "can never fit: needs 9 SKUs on one machine, but the largest machine offers 8"),
+        ({"sku_count": "8", "replicas": "3"}, "sku_count", "even empty the machines could host only 2"),
         ({"sku_count": "two"}, "sku_count", "Enter a whole number"),
         ({"replicas": "0"}, "replicas", "Replicas must be between 1 and"),
         ({"replicas": "17"}, "replicas", "Replicas must be between 1 and 16"),
@@ -193,3 +194,16 @@ def test_edit_saves_an_idle_task_and_refuses_a_queued_one(member_client, world):
     assertContains(response, "Cannot edit task")
     task.refresh_from_db()
     assert task.replicas == 2
+
+
+@pytest.mark.django_db
+def test_nothing_chosen_asks_for_a_choice_and_no_select_shows_dashes(member_client, world):
+    response = member_client.post(CREATE, form_data(world, project="", virtual_cluster=""))
+    assert _errors(response, "project") == "Choose a project."
+    assert _errors(response, "virtual_cluster") == "Choose a virtual cluster."
+    page = member_client.get(CREATE).content.decode()
+    assert "---------" not in page and "Select…" in page
+    member_client.cookies["django_language"] = "zh-hans"
+    response = member_client.post(CREATE, form_data(world, project=""))
+    assert _errors(response, "project") == "请选择研发项目。"
+    assert "请选择" in member_client.get(CREATE).content.decode()

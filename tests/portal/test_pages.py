@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from pytest_django.asserts import assertContains, assertNotContains
 
+from deploy_portal.messages import N_, Sentence
 from scheduler.selectors import queue_info_for
 from tasks.models import InstanceStatus, TaskInstance
 from tasks.services import task_create
@@ -249,3 +250,66 @@ def test_the_instances_region_changes_with_the_instances(member_client, world):
     changed = member_client.get(url, {"v": digest})
     assertContains(changed, "instance-ready")
     assertContains(changed, "<td>1</td>")
+
+
+@pytest.mark.django_db
+def test_the_command_is_shown_shell_quoted(member_client, world):
+    task = task_create(user=world.member, data=task_data(
+        world, command=["python3", "-c", "import sys,time; print(1)"], args=["--name", "two words"],
+    ))
+    response = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+    assertContains(response, escape("python3 -c 'import sys,time; print(1)'"))
+    assertContains(response, escape("--name 'two words'"))
+
+
+@pytest.mark.django_db
+def test_the_local_runtime_says_it_ignores_the_container_port_and_runs_the_demo_model(member_client, world, settings):
+    settings.DEPLOY_RUNTIME = "local"
+    task = _task(world)
+    detail = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+    assertContains(detail, 'data-note="local-port"')
+    assertContains(detail, "the demo model (python -m demo_model)")
+    form = member_client.get(reverse("portal:task-create"))
+    assertContains(form, 'data-note="local-port"')
+    assertContains(form, 'data-note="local-command"')
+    settings.DEPLOY_RUNTIME = "kubernetes"
+    detail = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+    assertNotContains(detail, "data-note=")
+    assertContains(detail, "the image's entrypoint")
+
+
+@pytest.mark.django_db
+def test_the_details_tab_shows_each_instances_deploy_progress(member_client, world):
+    task = _task(world, status=Status.DEPLOYING)
+    _instance(task, world.nodes[0], status=InstanceStatus.STARTING,
+              message=Sentence(N_("Waiting for the process to listen on port %(port)s."), port=31404))
+    _instance(task, world.nodes[1], index=1, status=InstanceStatus.READY)
+    response = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+    assertContains(response, "Deploy progress")
+    assertContains(response, "Waiting for the process to listen on port 31404.")
+    assertContains(response, "qwen-7b-1")
+    assertContains(response, 'class="instance-status instance-ready"')
+
+
+@pytest.mark.django_db
+def test_a_running_task_shows_the_model_ids_its_endpoint_lists_with_examples_that_work(member_client, world):
+    import openai
+
+    from tests.demo_model.process import DemoModelProcess
+
+    with DemoModelProcess("--model", "qwen2.5-7b") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        world.vc.endpoint_host = "127.0.0.1"
+        world.vc.save()
+        task = _task(world, status=Status.RUNNING, endpoint_port=port)
+        detail = member_client.get(reverse("portal:task-detail", args=[task.pk]))
+        assertContains(detail, reverse("portal:task-models", args=[task.pk]))
+        response = member_client.get(reverse("portal:task-models", args=[task.pk]))
+        assertContains(response, "<code data-model>qwen2.5-7b</code>", html=False)
+        examples = response.context["examples"]
+        assert examples["curl"].startswith(f"curl {task.endpoint}/v1/chat/completions")
+        scope = {"OpenAI": lambda **kwargs: openai.OpenAI(max_retries=0, **kwargs)}
+        exec(examples["python"].replace("from openai import OpenAI\n", ""), scope)  # the example runs as shown
+        assert scope["answer"].model == "qwen2.5-7b"
+    gone = member_client.get(reverse("portal:task-models", args=[task.pk]))
+    assertContains(gone, "The endpoint did not list its models")

@@ -25,7 +25,7 @@ def said(sentence, language):
 def test_a_sentence_is_rendered_in_the_active_language_with_its_parameters():
     sentence = Sentence(N_(KILLED), task="urgent", manager="boss")
     assert said(sentence, "en") == "Killed to make room for “urgent”, force-started by boss."
-    assert said(sentence, "zh-hans") == "为 boss 强制启动的“urgent”腾出资源而被杀死。"
+    assert said(sentence, "zh-hans") == "已被杀死：管理员 boss 强制启动了“urgent”，需为其腾出资源。"
 
 
 def test_plurals_nested_sentences_and_joins_follow_the_language():

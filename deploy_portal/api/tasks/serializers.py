@@ -16,6 +16,7 @@ from tasks.states import Action, Status
 from tasks.validation import NOT_GRANTED
 
 from ..fields import SentenceField
+from ..representation import PlannedRepresentation
 
 
 class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
@@ -32,19 +33,19 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return getattr(super().get_queryset(), self.scope)(user)
 
 
-class EnvVarSerializer(serializers.Serializer):
+class EnvVarSerializer(PlannedRepresentation, serializers.Serializer):
     name = serializers.CharField(allow_blank=True, trim_whitespace=False)
     value = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")
 
 
-class MountSerializer(serializers.Serializer):
+class MountSerializer(PlannedRepresentation, serializers.Serializer):
     storage = ScopedPrimaryKeyRelatedField(
         queryset=Storage.objects.all(), scope="mountable_by", not_found=NOT_GRANTED["storage"]
     )
     mount_path = serializers.CharField(max_length=500, trim_whitespace=False)
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     """A task as SPEC reads it; the configuration fields are also the create / edit / copy body."""
 
     id = serializers.IntegerField(read_only=True)
@@ -52,15 +53,17 @@ class TaskSerializer(serializers.Serializer):
     project = ScopedPrimaryKeyRelatedField(
         queryset=Project.objects.all(), scope="of_member", not_found=NOT_GRANTED["project"]
     )
+    project_name = serializers.CharField(source="project.name", read_only=True)
     task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.INFERENCE)
     image = serializers.CharField(trim_whitespace=False)
     virtual_cluster = ScopedPrimaryKeyRelatedField(
         queryset=VirtualCluster.objects.all(), scope="usable_by", not_found=NOT_GRANTED["virtual_cluster"]
     )
+    virtual_cluster_name = serializers.CharField(source="virtual_cluster.name", read_only=True)
     sku_count = serializers.IntegerField(default=1)
     replicas = serializers.IntegerField(default=1)
     expose_port = serializers.BooleanField(default=True)
-    container_port = serializers.IntegerField(allow_null=True, default=None)
+    container_port = serializers.IntegerField(allow_null=True, default=8000)
     external_port = serializers.IntegerField(
         allow_null=True, default=None, help_text=_("Leave blank to let the system pick a free one.")
     )

@@ -90,7 +90,7 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         tasks = super().get_queryset()
         if self.action in ("events", "instances", "runs"):
             return tasks
-        return tasks.select_related("owner", "virtual_cluster").prefetch_related("mounts")
+        return tasks.select_related("owner", "project", "virtual_cluster").prefetch_related("mounts")
 
     def get_serializer(self, *args, **kwargs):
         kwargs.setdefault("context", self.get_serializer_context())

@@ -61,7 +61,7 @@ class NodeInline(admin.TabularInline):
 
 @admin.register(VirtualCluster)
 class VirtualClusterAdmin(admin.ModelAdmin):
-    list_display = ("name", "gpu_type", "sku_description", "queue_policy", "endpoint_host", "skus_used", "queued")
+    list_display = ("name", "gpu_type", "sku_bundle", "queue_policy", "endpoint_host", "skus_used", "queued")
     list_filter = ("queue_policy", "gpu_type")
     search_fields = ("name", "gpu_type")
     filter_horizontal = ("users", "groups")
@@ -71,6 +71,10 @@ class VirtualClusterAdmin(admin.ModelAdmin):
         (_("SKU bundle"), {"fields": ("sku_gpus", "sku_cpus", "sku_memory_gib")}),
         (_("Grants"), {"fields": ("users", "groups")}),
     )
+
+    @admin.display(description=_("SKU bundle"))
+    def sku_bundle(self, obj):
+        return obj.sku_description
 
     def get_queryset(self, request):
         def per_vc(queryset, total):

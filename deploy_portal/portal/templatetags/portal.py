@@ -1,6 +1,9 @@
 """Template helpers of the portal: status badges, a task's buttons, the live queue status."""
 
+import shlex
+
 from django import template
+from django.conf import settings
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -34,6 +37,18 @@ def _button(action, task):
 @register.filter
 def event_label(operation):
     return states.event_label(operation)
+
+
+@register.filter
+def shell(words):
+    """A command (a list of words) as a shell would read it back: quoted where a word needs it."""
+    return shlex.join(str(word) for word in words)
+
+
+@register.simple_tag
+def local_runtime():
+    """Whether tasks run as local processes (``DEPLOY_RUNTIME=local``): the port and command work differently."""
+    return settings.DEPLOY_RUNTIME == "local"
 
 
 @register.filter

@@ -4,7 +4,8 @@ Builds a throwaway PostgreSQL database (``bench_api_<name>``, dropped afterwards
 tasks spread over projects and virtual clusters in every state — some running with their instances,
 the newest queued (so the first page asks for queue positions) — then times
 ``GET /api/v1/tasks/?page_size=50`` and ``GET /api/v1/queue/`` as a project member authenticated by
-token, and prints one JSON line: p50 / p99 milliseconds and queries per request.
+token, and prints one JSON line: p50 / p99 milliseconds and queries per request, with the time of a fixed
+pure-Python loop (``calibration_s``) to compare machines by.
 """
 
 import json
@@ -57,6 +58,8 @@ class Command(BaseCommand):
             result = {
                 "tasks": options["tasks"], "queued": options["queued"], "requests": options["requests"],
                 "persistent_connection": not options["reconnect"],
+                # How fast this machine runs plain Python now, so that figures of two machines can be compared.
+                "calibration_s": calibration(),
             }
             for name, path in (
                 ("task_list", f"/api/v1/tasks/?page_size={options['page_size']}"),
@@ -67,6 +70,17 @@ class Command(BaseCommand):
             connection.close()
             teardown_databases(config, verbosity=0)
         self.stdout.write(json.dumps(result))
+
+
+def calibration():
+    """Seconds a fixed pure-Python loop takes here (10⁷ squares summed; the best of three)."""
+    best = None
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(10_000_000))
+        elapsed = time.perf_counter() - started
+        best = elapsed if best is None else min(best, elapsed)
+    return round(best, 3)
 
 
 def populate(total, queued, rng):
