@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,6 +22,7 @@ SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-change-me-in-produc
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "deploy_portal.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -129,6 +131,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "deploy_portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "deploy_portal.api.schema.ApiAutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "deploy_portal.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "deploy_portal.api.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -199,6 +206,21 @@ ALLOWED_IMAGE_REGISTRIES = env.list(
 NODEPORT_RANGE = tuple(int(p) for p in env.str("NODEPORT_RANGE", default="30000-32767").split("-"))
 MAX_REPLICAS = env.int("MAX_REPLICAS", default=16)
 DEPLOY_TIMEOUT_SECONDS = env.int("DEPLOY_TIMEOUT_SECONDS", default=900)
+# Size limits of a task's configuration (tasks.validation). Linux refuses to exec a single environment
+# string or argument over 128 KiB (MAX_ARG_STRLEN) and the whole lot past ARG_MAX: stay well under both.
+TASK_MAX_ENV_VARS = env.int("TASK_MAX_ENV_VARS", default=100)
+TASK_MAX_ENV_NAME_LENGTH = env.int("TASK_MAX_ENV_NAME_LENGTH", default=256)
+TASK_MAX_ENV_VALUE_LENGTH = env.int("TASK_MAX_ENV_VALUE_LENGTH", default=32 * 1024)
+TASK_MAX_ENV_BYTES = env.int("TASK_MAX_ENV_BYTES", default=128 * 1024)
+TASK_MAX_COMMAND_WORDS = env.int("TASK_MAX_COMMAND_WORDS", default=256)
+TASK_MAX_COMMAND_WORD_LENGTH = env.int("TASK_MAX_COMMAND_WORD_LENGTH", default=4096)
+TASK_MAX_DESCRIPTION_LENGTH = env.int("TASK_MAX_DESCRIPTION_LENGTH", default=2000)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
+# Who may override an image's command and arguments: "managers" or "everyone". On the local runtime a
+# command is a process on the portal's own machine, so only managers by default; Kubernetes runs it in a container.
+COMMAND_OVERRIDE = env.str("COMMAND_OVERRIDE", default="managers" if DEPLOY_RUNTIME == "local" else "everyone")
+if COMMAND_OVERRIDE not in ("managers", "everyone"):
+    raise ImproperlyConfigured(f"COMMAND_OVERRIDE must be 'managers' or 'everyone', not {COMMAND_OVERRIDE!r}.")
 
 # Kubernetes runtime
 KUBERNETES_NAMESPACE = env.str("KUBERNETES_NAMESPACE", default="deploy-portal")

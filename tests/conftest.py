@@ -28,6 +28,12 @@ def manager(db):
 
 
 @pytest.fixture
+def anyone_sets_commands(settings):
+    """Members may override the image's command, as on Kubernetes (the local runtime's default is managers only)."""
+    settings.COMMAND_OVERRIDE = "everyone"
+
+
+@pytest.fixture
 def world(db):
     """A small GPU world: one project with a member, one granted VC of two 8-SKU machines, one storage."""
     from tests.factories import make_world

@@ -6,8 +6,11 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 
+from .parsers import PARSERS
+
 
 class ObtainTokenView(ObtainAuthToken):
+    parser_classes = PARSERS  # ObtainAuthToken names DRF's own, which a deeply nested body crashes
     @extend_schema(
         summary=_("Get the API token of a user"),
         description=_("Send it as `Authorization: Token <key>`."),

@@ -3,11 +3,18 @@
 - ``django.core.exceptions.ValidationError`` → 400 ``{field: [messages]}``
 - ``tasks.exceptions.OperationRefused`` (and ``InvalidTransition``) → 409 ``{detail, status}``
 - ``PermissionDenied`` → 403, ``Http404`` / ``ObjectDoesNotExist`` → 404 (``{detail}``)
+- the database not answering (``OperationalError``, ``InterfaceError``) → 503 ``{detail}`` with ``Retry-After``
+
+Anything else is a bug: Django's handler500 (``deploy_portal.errors``) answers it as JSON 500.
 """
+
+import logging
 
 from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -15,6 +22,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from tasks.exceptions import OperationRefused
+
+logger = logging.getLogger(__name__)
 
 
 def validation_detail(error):
@@ -40,6 +49,12 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(validation_detail(exc))
     elif isinstance(exc, ObjectDoesNotExist):
         exc = Http404()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("the database is not answering: %s", exc)
+        return Response(
+            {"detail": _("The database is not answering; try again in a moment.")},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"},
+        )
     elif isinstance(exc, OperationRefused):
         set_rollback()
         return Response(

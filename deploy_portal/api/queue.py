@@ -2,6 +2,7 @@
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import Http404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
@@ -59,8 +60,13 @@ class QueueQuerySerializer(serializers.Serializer):
     virtual_cluster = serializers.IntegerField(
         required=False, help_text=_("Only this virtual cluster, its whole queue paged by page and page_size.")
     )
-    page = serializers.IntegerField(required=False, help_text=_("With virtual_cluster: a page of its queue."))
-    page_size = serializers.IntegerField(required=False, help_text=_("With virtual_cluster: entries per page."))
+    page = serializers.IntegerField(
+        required=False, min_value=1, help_text=_("With virtual_cluster: a page of its queue.")
+    )
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.API_MAX_PAGE_SIZE,
+        help_text=_("With virtual_cluster: entries per page."),
+    )
 
 
 class QueueView(APIView):
