@@ -232,6 +232,12 @@ KUBERNETES_GPU_PRODUCT_LABEL = env.str("KUBERNETES_GPU_PRODUCT_LABEL", default="
 LOCAL_RUNTIME_DIR = Path(env.str("LOCAL_RUNTIME_DIR", default=str(VAR_DIR / "local-runtime")))
 LOCAL_GPU_COUNT = env.int("LOCAL_GPU_COUNT", default=8)  # used when nvidia-smi is absent
 LOCAL_STOP_GRACE_SECONDS = env.float("LOCAL_STOP_GRACE_SECONDS", default=5.0)
+# A worker running as root starts instances as this unprivileged user (created if missing), each in a
+# directory of its own under LOCAL_INSTANCE_DIR. The demo model runs with LOCAL_DEMO_PYTHON, which that
+# user must be able to run; blank: this interpreter if it can, else the system's python3.
+LOCAL_INSTANCE_USER = env.str("LOCAL_INSTANCE_USER", default="deploy-instance")
+LOCAL_INSTANCE_DIR = Path(env.str("LOCAL_INSTANCE_DIR", default=str(VAR_DIR / "instances")))
+LOCAL_DEMO_PYTHON = env.str("LOCAL_DEMO_PYTHON", default="")
 LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)
 
 LOGGING = {

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 
@@ -9,3 +10,9 @@ class SchedulerConfig(AppConfig):
     def ready(self):
         # Register the Celery tasks in every process (web included): services send to them by name.
         from . import tasks  # noqa: F401
+
+        if settings.DEPLOY_RUNTIME == "local":
+            # Instances of a non-root worker run as its user: they must not read this process's environment.
+            from .runtimes.local.isolation import make_non_dumpable
+
+            make_non_dumpable()

@@ -8,6 +8,7 @@ os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ.setdefault("DEPLOY_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-output", "var"))
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
+
 import pytest  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
