@@ -9,3 +9,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-key-" + "x" * 50)
 
 from deploy_portal.settings import *  # noqa: E402, F403
+
+# Django's test client logs in without a request, which django-axes needs: throttling is tested on its own
+# (tests/test_login_throttling.py turns it on).
+AXES_ENABLED = False
