@@ -23,7 +23,7 @@ FIRST_ENTRIES = 20
 class QueueEntrySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    owner = serializers.CharField()
+    owner = serializers.CharField(allow_null=True, help_text=_("None for a task of another project."))
     pinned = serializers.BooleanField()
     sku_count = serializers.IntegerField()
     replicas = serializers.IntegerField()
