@@ -52,6 +52,13 @@ class VirtualCluster(models.Model):
         _("endpoint host"), max_length=255, default="127.0.0.1",
         help_text=_("Host name or address at which the external ports of this cluster are reachable."),
     )
+    run_as_non_root = models.BooleanField(
+        _("run as non-root"), default=False,
+        help_text=_(
+            "Kubernetes refuses to start a container whose image runs as root (runAsNonRoot). "
+            "Turn it on when every image used on this cluster has a non-root user."
+        ),
+    )
     users = models.ManyToManyField(
         settings.AUTH_USER_MODEL, related_name="virtual_clusters", blank=True, verbose_name=_("granted users")
     )

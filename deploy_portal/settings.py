@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -17,10 +18,33 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("DEPLOY_VAR_DIR", default=str(BASE_DIR / "var")))
 
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-change-me-in-production")
-DEBUG = env.bool("DEBUG", default=True)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+# Off unless asked for: scripts/run-portal (the embedded launcher) turns it on. Off, the site refuses to start
+# without a SECRET_KEY of its own or with ALLOWED_HOSTS=*, rather than serve with a known key or any Host.
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1", "[::1]"])
+if DEBUG:
+    SECRET_KEY = SECRET_KEY or "insecure-dev-key-change-me-in-production"
+elif not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set and DEBUG is off. Set SECRET_KEY to a long random value, e.g. "
+        "$(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=true on a developer's machine."
+    )
+elif "*" in ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS=* with DEBUG off would answer any Host header: name the portal's host names "
+        "(ALLOWED_HOSTS=portal.example.com,10.0.0.5)."
+    )
+# Behind a TLS-terminating proxy (README: production): HTTPS only, secure cookies, HSTS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL_HEADER", default=False) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "deploy_portal.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -36,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the API docs' Swagger UI, served from here rather than a CDN
     "django_htmx",
+    "axes",
     "deploy_portal.portal",
     "clusters",
     "tasks",
@@ -54,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # answers a locked-out portal log-in with AXES_LOCKOUT_TEMPLATE
 ]
 
 ROOT_URLCONF = "deploy_portal.urls"
@@ -86,6 +112,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks rather than fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Login throttling (django-axes), for the portal's form, the admin's and POST api/v1/auth/token/: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused for
+# LOGIN_LOCKOUT_MINUTES, the right password included; a success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_COOLOFF_MESSAGE = _("Too many failed log-ins for this account from your address: try again later.")
+AXES_IPWARE_PROXY_COUNT = env.int("LOGIN_PROXY_COUNT", default=0)  # proxies in front that set X-Forwarded-For
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -129,6 +167,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "deploy_portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "deploy_portal.api.schema.ApiAutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "deploy_portal.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "deploy_portal.api.exceptions.exception_handler",
     "VIEW_NAME_FUNCTION": "deploy_portal.api.naming.view_name",
 }
@@ -202,6 +245,21 @@ MAX_REPLICAS = env.int("MAX_REPLICAS", default=16)
 # A freed endpoint port is handed out again only this long after its run's teardown finished.
 PORT_QUARANTINE_SECONDS = env.int("PORT_QUARANTINE_SECONDS", default=60)
 DEPLOY_TIMEOUT_SECONDS = env.int("DEPLOY_TIMEOUT_SECONDS", default=900)
+# Size limits of a task's configuration (tasks.validation). Linux refuses to exec a single environment
+# string or argument over 128 KiB (MAX_ARG_STRLEN) and the whole lot past ARG_MAX: stay well under both.
+TASK_MAX_ENV_VARS = env.int("TASK_MAX_ENV_VARS", default=100)
+TASK_MAX_ENV_NAME_LENGTH = env.int("TASK_MAX_ENV_NAME_LENGTH", default=256)
+TASK_MAX_ENV_VALUE_LENGTH = env.int("TASK_MAX_ENV_VALUE_LENGTH", default=32 * 1024)
+TASK_MAX_ENV_BYTES = env.int("TASK_MAX_ENV_BYTES", default=128 * 1024)
+TASK_MAX_COMMAND_WORDS = env.int("TASK_MAX_COMMAND_WORDS", default=256)
+TASK_MAX_COMMAND_WORD_LENGTH = env.int("TASK_MAX_COMMAND_WORD_LENGTH", default=4096)
+TASK_MAX_DESCRIPTION_LENGTH = env.int("TASK_MAX_DESCRIPTION_LENGTH", default=2000)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
+# Who may override an image's command and arguments: "managers" or "everyone". On the local runtime a
+# command is a process on the portal's own machine, so only managers by default; Kubernetes runs it in a container.
+COMMAND_OVERRIDE = env.str("COMMAND_OVERRIDE", default="managers" if DEPLOY_RUNTIME == "local" else "everyone")
+if COMMAND_OVERRIDE not in ("managers", "everyone"):
+    raise ImproperlyConfigured(f"COMMAND_OVERRIDE must be 'managers' or 'everyone', not {COMMAND_OVERRIDE!r}.")
 
 # Kubernetes runtime
 KUBERNETES_NAMESPACE = env.str("KUBERNETES_NAMESPACE", default="deploy-portal")
@@ -213,6 +271,12 @@ KUBERNETES_GPU_PRODUCT_LABEL = env.str("KUBERNETES_GPU_PRODUCT_LABEL", default="
 LOCAL_RUNTIME_DIR = Path(env.str("LOCAL_RUNTIME_DIR", default=str(VAR_DIR / "local-runtime")))
 LOCAL_GPU_COUNT = env.int("LOCAL_GPU_COUNT", default=8)  # used when nvidia-smi is absent
 LOCAL_STOP_GRACE_SECONDS = env.float("LOCAL_STOP_GRACE_SECONDS", default=5.0)
+# A worker running as root starts instances as this unprivileged user (created if missing), each in a
+# directory of its own under LOCAL_INSTANCE_DIR. The demo model runs with LOCAL_DEMO_PYTHON, which that
+# user must be able to run; blank: this interpreter if it can, else the system's python3.
+LOCAL_INSTANCE_USER = env.str("LOCAL_INSTANCE_USER", default="deploy-instance")
+LOCAL_INSTANCE_DIR = Path(env.str("LOCAL_INSTANCE_DIR", default=str(VAR_DIR / "instances")))
+LOCAL_DEMO_PYTHON = env.str("LOCAL_DEMO_PYTHON", default="")
 LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)  # the cap of one instance's archived log
 # How many runs of a task keep their archived logs (the newest ones); 0 keeps every run's.
 LOG_RUNS_KEPT = env.int("LOG_RUNS_KEPT", default=0)

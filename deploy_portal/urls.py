@@ -13,3 +13,8 @@ urlpatterns = [
     path("evaluations/", include(evaluation_urls)),
     path("", include("deploy_portal.portal.urls")),
 ]
+
+handler400 = "deploy_portal.errors.bad_request"
+handler403 = "deploy_portal.errors.permission_denied"
+handler404 = "deploy_portal.errors.page_not_found"
+handler500 = "deploy_portal.errors.server_error"

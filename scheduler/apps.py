@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 
@@ -16,3 +17,9 @@ class SchedulerConfig(AppConfig):
         from .selectors import capacity_warning
 
         use_capacity_rule(capacity_warning)
+
+        if settings.DEPLOY_RUNTIME == "local":
+            # Instances of a non-root worker run as its user: they must not read this process's environment.
+            from .runtimes.local.isolation import make_non_dumpable
+
+            make_non_dumpable()

@@ -67,6 +67,7 @@ class Wait:
     ever_fitting_instances: int = 0
     largest_capacity: int = 0
     blocker: str | None = None
+    blocker_id: int | None = None  # the blocker's task id: a reader outside its project is not told its name
     port: int | None = None
 
 

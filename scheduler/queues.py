@@ -63,7 +63,7 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
     ports = set(ports_in_use)
     plan = QueuePlan()
     failed = set()  # demands that did not fit: blocks only shrink during a pass, so they fail again
-    barrier = None  # (code, task name) once something may no longer be overtaken
+    barrier = None  # (code, task name, task id) once something may no longer be overtaken
     waiting = 0
 
     def wait(task, result):
@@ -76,9 +76,9 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
     def block_behind(task):
         nonlocal barrier
         if task.pinned:
-            barrier = (WaitCode.BEHIND_PINNED, task.name)
+            barrier = (WaitCode.BEHIND_PINNED, task.name, task.id)
         elif policy == STRICT_FIFO:
-            barrier = (WaitCode.BEHIND_HEAD, task.name)
+            barrier = (WaitCode.BEHIND_HEAD, task.name, task.id)
 
     for task in queue:
         demand = task.demand
@@ -86,13 +86,14 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
         if hopeless is not None:
             wait(task, hopeless)
             if task.pinned and barrier is None:
-                barrier = (WaitCode.BEHIND_PINNED, task.name)
+                barrier = (WaitCode.BEHIND_PINNED, task.name, task.id)
             continue
         if barrier is not None:
             if not explain:
                 break
             wait(task, Wait(
-                code=barrier[0], sku_count=task.sku_count, replicas=task.replicas, ahead=waiting, blocker=barrier[1]
+                code=barrier[0], sku_count=task.sku_count, replicas=task.replicas, ahead=waiting,
+                blocker=barrier[1], blocker_id=barrier[2],
             ))
             continue
         if task.external_port is not None and task.external_port in ports:

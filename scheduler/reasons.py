@@ -41,8 +41,13 @@ def wait_sentence(wait):
     """The reason as a Sentence, e.g. "needs 4 SKUs on one machine; largest free block is 2 on node-07; 3 tasks ahead"."""
     if wait.code == WaitCode.NEVER_FITS:
         return Sentence(N_("can never fit: %(why)s"), why=never_fits_sentence(wait))
-    if wait.code == WaitCode.BEHIND_PINNED:
+    # A blocker of None is a task of another project, whose name this reader is not told.
+    if wait.code == WaitCode.BEHIND_PINNED and wait.blocker is None:
+        parts = [Sentence(N_("waits behind the pinned task, a task of another project"))]
+    elif wait.code == WaitCode.BEHIND_PINNED:
         parts = [Sentence(N_("waits behind the pinned task “%(task)s”"), task=wait.blocker)]
+    elif wait.code == WaitCode.BEHIND_HEAD and wait.blocker is None:
+        parts = [Sentence(N_("strict FIFO: waits behind a task of another project at the head of the queue"))]
     elif wait.code == WaitCode.BEHIND_HEAD:
         parts = [Sentence(N_("strict FIFO: waits behind “%(task)s” at the head of the queue"), task=wait.blocker)]
     elif wait.code == WaitCode.PORT_IN_USE:

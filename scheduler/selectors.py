@@ -5,11 +5,13 @@ one for the clusters, one for their machines, one aggregate for the SKUs held, o
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db.models import Sum
+from django.utils.translation import gettext as _
 
-from clusters.models import Node, VirtualCluster
+from clusters.models import Node, Project, VirtualCluster
+from clusters.permissions import is_manager
 from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Status
 
@@ -34,6 +36,7 @@ class ClusterState:
     machine_info: dict = field(default_factory=dict)  # machine id -> {"name", "gpu_type", "capacity"}
     queue: list = field(default_factory=list)
     owners: dict = field(default_factory=dict)  # task id -> (owner id, owner username), when asked for
+    projects: dict = field(default_factory=dict)  # task id -> project id, with the owners
 
     @property
     def total_skus(self):
@@ -68,7 +71,7 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True):
         return states
     fields = ["id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id"]
     if with_owners:
-        fields += ["owner_id", "owner__username"]
+        fields += ["owner_id", "owner__username", "project_id"]
     rows = (
         Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=ids)
         .order_by("virtual_cluster_id", "-pinned", "queued_at", "id")
@@ -81,6 +84,7 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True):
         state.queue.append(QueuedTask(task_id, name, sku_count, replicas, pinned, port))
         if with_owners:
             state.owners[task_id] = (row[8], row[9])
+            state.projects[task_id] = row[10]
     return states
 
 
@@ -116,11 +120,28 @@ def _capacity(state):
     }
 
 
-def _entry(state, plan, task):
-    wait = plan.waits[task.id]
-    owner_id, owner = state.owners.get(task.id, (None, None))
+def hidden_tasks(user, states):
+    """Ids of the queued tasks of ``states`` that ``user`` sees only as "a task of another project": those of the
+    projects the user is not a member of (but their own), unless the user is a manager (who sees everything)."""
+    if user is None or is_manager(user):
+        return set()
+    mine = set(Project.objects.of_member(user).values_list("pk", flat=True))
     return {
-        "id": task.id, "name": task.name, "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
+        task_id for state in states.values() for task_id, project in state.projects.items()
+        if project not in mine and state.owners[task_id][0] != user.pk
+    }
+
+
+def _said_wait(wait, hidden):
+    return replace(wait, blocker=None) if wait.blocker_id in hidden else wait
+
+
+def _entry(state, plan, task, hidden):
+    wait = _said_wait(plan.waits[task.id], hidden)
+    owner_id, owner = (None, None) if task.id in hidden else state.owners.get(task.id, (None, None))
+    return {
+        "id": task.id, "name": _("a task of another project") if task.id in hidden else task.name,
+        "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
         "sku_count": task.sku_count, "replicas": task.replicas,
         "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait_text(wait),
     }
@@ -138,6 +159,7 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
         clusters = clusters.filter(pk=virtual_cluster_id)
     states = cluster_states(clusters.values(*CLUSTER_FIELDS), with_owners=True)
     plans = plan_clusters(states, PortBook(locked=False), explain=True)
+    hidden = hidden_tasks(user, states)
     result = []
     for state in states.values():
         plan = plans[state.id]
@@ -147,27 +169,35 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
             "id": state.id, "name": state.name, "gpu_type": state.gpu_type, "queue_policy": state.queue_policy,
             **_capacity(state),
             "queued_count": len(state.queue),
-            "pinned": {"id": pinned.id, "name": pinned.name} if pinned else None,
-            "queue": [_entry(state, plan, t) for t in shown],
-            "mine": [_entry(state, plan, t) for t in state.queue if state.owners[t.id][0] == user.pk],
+            "pinned": {
+                "id": pinned.id, "name": _("a task of another project") if pinned.id in hidden else pinned.name,
+                "visible": pinned.id not in hidden,
+            } if pinned else None,
+            "queue": [_entry(state, plan, t, hidden) for t in shown],
+            "mine": [_entry(state, plan, t, hidden) for t in state.queue if state.owners[t.id][0] == user.pk],
         })
     return result
 
 
-def queue_info_for(tasks):
-    """{task id: (position, reason in words)} for the queued ones among ``tasks``, in a fixed number of queries."""
+def queue_info_for(tasks, *, user=None):
+    """{task id: (position, reason in words)} for the queued ones among ``tasks``, in a fixed number of queries.
+
+    With ``user``, a reason naming a task of a project the user is not in says "a task of another project".
+    """
     wanted = defaultdict(set)
     for task in tasks:
         if task.status == Status.QUEUED:
             wanted[task.virtual_cluster_id].add(task.pk)
     if not wanted:
         return {}
-    states = cluster_states(VirtualCluster.objects.filter(pk__in=list(wanted)).values(*CLUSTER_FIELDS))
+    clusters = VirtualCluster.objects.filter(pk__in=list(wanted)).values(*CLUSTER_FIELDS)
+    states = cluster_states(clusters, with_owners=user is not None)
     plans = plan_clusters(states, PortBook(locked=False), explain=True)
+    hidden = hidden_tasks(user, states)
     info = {}
     for vc_id, plan in plans.items():
         for task_id in wanted[vc_id] & plan.positions.keys():
-            info[task_id] = (plan.positions[task_id], wait_text(plan.waits[task_id]))
+            info[task_id] = (plan.positions[task_id], wait_text(_said_wait(plan.waits[task_id], hidden)))
     return info
 
 

@@ -49,7 +49,8 @@ class IdOrNameField(forms.ModelChoiceField):
             return None
         text = str(value).strip()
         by_name = Q(**{self.name_field: text})
-        matches = self.queryset.filter(by_name | Q(pk=int(text)) if text.isdigit() else by_name)
+        is_id = text.isascii() and text.isdigit()  # "²".isdigit() is True, and int("²") raises
+        matches = self.queryset.filter(by_name | Q(pk=int(text)) if is_id else by_name)
         found = sorted(matches[:2], key=lambda obj: str(obj.pk) != text)
         if not found:
             raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")

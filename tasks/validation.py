@@ -6,6 +6,7 @@ The small ``check_*`` functions are pure and raise a list of messages for one fi
 """
 
 import re
+import unicodedata
 from posixpath import normpath
 
 from django.conf import settings
@@ -15,12 +16,14 @@ from django.utils.translation import gettext_lazy
 from kubernetes.utils import parse_quantity as kubernetes_quantity
 
 from clusters.models import Project, Storage, VirtualCluster
+from clusters.permissions import is_manager
 
 from .models import Task
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SYSTEM_PATHS = ("/dev", "/proc", "/sys")
 NAME_MAX_LENGTH = 100  # Task.name's max_length
+MOUNT_PATH_MAX_LENGTH = 500  # TaskMount.mount_path's max_length
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?)"
@@ -57,6 +60,37 @@ def _never_fits(vc, sku_count, replicas):
     if _capacity_rule is None:
         raise ImproperlyConfigured("tasks.validation has no capacity rule: is the scheduler app installed?")
     return _capacity_rule(virtual_cluster=vc, sku_count=sku_count, replicas=replicas)
+
+
+def check_text(value):
+    """Every text field: PostgreSQL cannot store a NUL character, and no program reads one as meant."""
+    if isinstance(value, str) and "\x00" in value:
+        return [_("Text must not contain NUL characters (\\x00).")]
+    return []
+
+
+def check_name(name):
+    """Names a person reads and compares: no control, format (bidi overrides, zero-width) or unassigned characters.
+
+    Unicode's "Other" categories (Cc, Cf, Cs, Co, Cn) and the line / paragraph separators; ordinary
+    letters of any script, digits, punctuation and spaces are kept.
+    """
+    bad = sorted({c for c in name if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")})
+    if bad:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in bad)
+        return [_("The name must not contain invisible or control characters (%(codes)s).") % {"codes": codes}]
+    return []
+
+
+def check_length(value, limit, message):
+    if isinstance(value, str) and len(value) > limit:
+        return [message % {"max": limit, "length": len(value)}]
+    return []
+
+
+def may_set_command(user):
+    """Whether ``user`` may override the image's command (``settings.COMMAND_OVERRIDE``: managers or everyone)."""
+    return settings.COMMAND_OVERRIDE != "managers" or is_manager(user)
 
 
 def port_in_use_message(port):
@@ -110,8 +144,22 @@ def check_env(env, memory_bytes=None):
     if not isinstance(env, list) or any(not isinstance(item, dict) for item in env):
         return [_("Environment variables must be a list of {name, value} pairs.")]
     errors, seen = [], set()
+    if len(env) > settings.TASK_MAX_ENV_VARS:
+        return [_("At most %(max)s environment variables, got %(count)s.") % {"max": settings.TASK_MAX_ENV_VARS, "count": len(env)}]
+    total = sum(len(str(i.get("name", "")).encode()) + len(str(i.get("value") or "").encode()) + 2 for i in env)
+    if total > settings.TASK_MAX_ENV_BYTES:
+        errors.append(
+            _("The environment variables take %(size)s bytes together; at most %(max)s.")
+            % {"size": total, "max": settings.TASK_MAX_ENV_BYTES}
+        )
     for item in env:
         name, value = str(item.get("name", "")), item.get("value", "")
+        if len(name) > settings.TASK_MAX_ENV_NAME_LENGTH:
+            errors.append(
+                _("The environment variable name “%(name)s…” is longer than %(max)s characters.")
+                % {"name": name[:20], "max": settings.TASK_MAX_ENV_NAME_LENGTH}
+            )
+            continue
         if not ENV_NAME_RE.match(name):
             errors.append(
                 _("“%(name)s” is not a valid environment variable name (letters, digits and _, not starting with a digit).")
@@ -123,6 +171,13 @@ def check_env(env, memory_bytes=None):
         seen.add(name)
         if value is not None and not isinstance(value, str):
             errors.append(_("The value of %(name)s must be text.") % {"name": name})
+        elif check_text(value):
+            errors.append(_("The value of %(name)s must not contain NUL characters (\\x00).") % {"name": name})
+        elif len(value or "") > settings.TASK_MAX_ENV_VALUE_LENGTH:
+            errors.append(
+                _("The value of %(name)s is longer than %(max)s characters.")
+                % {"name": name, "max": settings.TASK_MAX_ENV_VALUE_LENGTH}
+            )
         elif name == "SHM_SIZE":
             size = parse_quantity(value)
             if size is None or size <= 0:
@@ -145,6 +200,10 @@ def clean_mount_path(path):
 def check_mount_path(path):
     if not isinstance(path, str) or not path.startswith("/"):
         return [_("The mount path “%(path)s” must be absolute.") % {"path": path}]
+    if check_text(path):
+        return [_("The mount path must not contain NUL characters (\\x00).")]
+    if len(path) > MOUNT_PATH_MAX_LENGTH:
+        return [_("The mount path must be at most %(max)s characters.") % {"max": MOUNT_PATH_MAX_LENGTH}]
     if ".." in path.split("/"):
         return [_("The mount path “%(path)s” must not contain “..”.") % {"path": path}]
     clean = clean_mount_path(path)
@@ -173,8 +232,15 @@ def check_port(port, *, low=1, high=65535):
 
 
 def check_string_list(value):
+    """A command or its arguments: a list of at most TASK_MAX_COMMAND_WORDS strings of bounded length."""
     if not isinstance(value, list) or any(not isinstance(item, str) for item in value):
         return [_("Must be a list of strings.")]
+    if len(value) > settings.TASK_MAX_COMMAND_WORDS:
+        return [_("At most %(max)s words, got %(count)s.") % {"max": settings.TASK_MAX_COMMAND_WORDS, "count": len(value)}]
+    if any(check_text(item) for item in value):
+        return [_("Text must not contain NUL characters (\\x00).")]
+    if any(len(item) > settings.TASK_MAX_COMMAND_WORD_LENGTH for item in value):
+        return [_("Each word must be at most %(max)s characters.") % {"max": settings.TASK_MAX_COMMAND_WORD_LENGTH}]
     return []
 
 
@@ -195,6 +261,15 @@ def validate_task_config(*, user, data, task=None):
         add("name", [_("A name is required.")])
     elif len(name) > NAME_MAX_LENGTH:
         add("name", [_("The name must be at most %(max)s characters.") % {"max": NAME_MAX_LENGTH}])
+    else:
+        add("name", check_name(name))
+
+    description = data.get("description") or ""
+    add("description", check_text(description))
+    add("description", check_length(
+        description, settings.TASK_MAX_DESCRIPTION_LENGTH,
+        _("The description must be at most %(max)s characters (it has %(length)s)."),
+    ))
 
     project = data.get("project")
     if project is None:
@@ -209,7 +284,7 @@ def validate_task_config(*, user, data, task=None):
         add("virtual_cluster", [str(NOT_GRANTED["virtual_cluster"])])
         vc = None
 
-    add("image", check_image(data.get("image")))
+    add("image", check_text(data.get("image")) or check_image(data.get("image")))
 
     sku_count = data.get("sku_count")
     if not isinstance(sku_count, int) or sku_count < 1:
@@ -253,8 +328,13 @@ def validate_task_config(*, user, data, task=None):
         if any(s is None or s.pk not in allowed for s in storages):
             add("mounts", [str(NOT_GRANTED["storage"])])
 
-    add("command", check_string_list(data.get("command") or []))
-    add("args", check_string_list(data.get("args") or []))
+    for field in ("command", "args"):
+        add(field, check_string_list(data.get(field) or []))
+        if data.get(field) and not may_set_command(user) and (task is None or data[field] != getattr(task, field)):
+            add(field, [_(
+                "Only managers may set the command or arguments on this site: it runs them as processes on the "
+                "portal's machine. Leave it empty to use the image's own."
+            )])
 
     if errors:
         raise ValidationError(errors)

@@ -8,6 +8,7 @@ os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ.setdefault("DEPLOY_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-output", "var"))
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
+
 import pytest  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
@@ -25,6 +26,12 @@ def manager(db):
     from tests.factories import ManagerFactory
 
     return ManagerFactory()
+
+
+@pytest.fixture
+def anyone_sets_commands(settings):
+    """Members may override the image's command, as on Kubernetes (the local runtime's default is managers only)."""
+    settings.COMMAND_OVERRIDE = "everyone"
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Evaluation API: thin edges over ``evaluations.services``; invisible tasks and runs answer 404."""
 
+from django.db import models
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
@@ -7,15 +8,22 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
-from evaluations.models import Evaluation
+from evaluations.models import Evaluation, FailureReason
 from evaluations.services import PARAMETER_FIELDS, evaluation_create
 from tasks.models import Task
 
+from .fields import TextField
 from .scoping import ScopedViewMixin
 
 
 class EvaluationParametersSerializer(serializers.ModelSerializer):
     """The body of ``POST tasks/{id}/evaluations/``: the run's parameters, every one optional."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: TextField,
+        models.TextField: TextField,
+    }
 
     class Meta:
         model = Evaluation
@@ -29,6 +37,8 @@ class EvaluationSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     status_message = serializers.CharField(read_only=True)
+    # Blank until the run fails: declared, since a read-only model field's schema would leave "" out of the enum.
+    failure_reason = serializers.ChoiceField(choices=FailureReason.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Evaluation

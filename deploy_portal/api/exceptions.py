@@ -3,11 +3,18 @@
 - ``django.core.exceptions.ValidationError`` → 400 ``{field: [messages]}``
 - ``tasks.exceptions.OperationRefused`` (and ``InvalidTransition``) → 409 ``{detail, status}``
 - ``PermissionDenied`` → 403, ``Http404`` / ``ObjectDoesNotExist`` → 404 (``{detail}``)
+- the database not answering (``OperationalError``, ``InterfaceError``) → 503 ``{detail}`` with ``Retry-After``
+
+Anything else is a bug: Django's handler500 (``deploy_portal.errors``) answers it as JSON 500.
 """
+
+import logging
 
 from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -17,6 +24,8 @@ from rest_framework.views import set_rollback
 from tasks.exceptions import OperationRefused
 
 from .tasks.serializers import ForceStartVictimSerializer
+
+logger = logging.getLogger(__name__)
 
 
 def validation_detail(error):
@@ -43,6 +52,12 @@ def exception_handler(exc, context):
     elif isinstance(exc, (ObjectDoesNotExist, Http404)):
         # DRF would repeat Django's English "No Task matches the given query."; say it in the request's language.
         exc = exceptions.NotFound()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("the database is not answering: %s", exc)
+        return Response(
+            {"detail": _("The database is not answering; try again in a moment.")},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"},
+        )
     elif isinstance(exc, OperationRefused):
         set_rollback()
         body = {"detail": str(exc.message), "status": refusal_status(exc)}

@@ -16,3 +16,14 @@ class SentenceField(serializers.CharField):
 
     def to_representation(self, value):
         return render(value)
+
+
+class TextField(serializers.CharField):
+    """A string, and only a string: DRF's CharField turns ``123`` into ``"123"``; here a number is refused."""
+
+    default_error_messages = {"invalid": _("Not a valid string.")}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -2,6 +2,7 @@
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import Http404
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
@@ -22,7 +23,7 @@ FIRST_ENTRIES = 20
 class QueueEntrySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    owner = serializers.CharField()
+    owner = serializers.CharField(allow_null=True, help_text=_("None for a task of another project."))
     pinned = serializers.BooleanField()
     sku_count = serializers.IntegerField()
     replicas = serializers.IntegerField()
@@ -59,8 +60,13 @@ class QueueQuerySerializer(serializers.Serializer):
     virtual_cluster = serializers.IntegerField(
         required=False, help_text=_("Only this virtual cluster, its whole queue paged by page and page_size.")
     )
-    page = serializers.IntegerField(required=False, help_text=_("With virtual_cluster: a page of its queue."))
-    page_size = serializers.IntegerField(required=False, help_text=_("With virtual_cluster: entries per page."))
+    page = serializers.IntegerField(
+        required=False, min_value=1, help_text=_("With virtual_cluster: a page of its queue.")
+    )
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.API_MAX_PAGE_SIZE,
+        help_text=_("With virtual_cluster: entries per page."),
+    )
 
 
 class QueueView(APIView):

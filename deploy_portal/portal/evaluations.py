@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -96,7 +96,10 @@ def evaluation_detail_view(request, pk):
 @require_GET
 def evaluation_list_view(request):
     """The comparison table: finished runs across the tasks the user may see; ``?task=ID`` narrows it."""
-    task_ids = [value for value in request.GET.getlist("task") if value.isdigit()]
+    task_ids = request.GET.getlist("task")
+    # str.isdigit() says yes to "²"; an id is ASCII digits, no longer than a bigint's.
+    if not all(value.isascii() and value.isdigit() and len(value) <= 18 for value in task_ids):
+        return HttpResponseBadRequest(_("?task= takes task ids (whole numbers)."), content_type="text/plain; charset=utf-8")
     tasks = Task.objects.visible_to(request.user).filter(evaluations__isnull=False).distinct().order_by("name")
     return render(request, "evaluations/evaluation_list.html", {
         "rows": comparison_rows(user=request.user, task_ids=task_ids),

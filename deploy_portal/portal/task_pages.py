@@ -39,7 +39,7 @@ def visible_task(request, pk):
 
 def _task_rows(tasks, user):
     queued = [t for t in tasks if t.status == Status.QUEUED]
-    queue = selectors.queue_info_for(queued) if queued else {}
+    queue = selectors.queue_info_for(queued, user=user) if queued else {}
     return [{"task": t, "actions": allowed_actions(t, user), "queue": queue.get(t.pk)} for t in tasks]
 
 
@@ -160,7 +160,7 @@ def _int(value):
 # --- a task's pages ----------------------------------------------------------------------------
 
 def _task_region(request, task):
-    queue = selectors.queue_info_for([task]).get(task.pk) if task.status == Status.QUEUED else None
+    queue = selectors.queue_info_for([task], user=request.user).get(task.pk) if task.status == Status.QUEUED else None
     context = {
         "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
         "events": task.events.select_related("actor"),

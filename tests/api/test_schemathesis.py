@@ -1,4 +1,5 @@
-"""Schemathesis against the live schema at /api/v1/schema/, through the WSGI app: no 500, every answer as documented.
+"""Schemathesis against the live schema at /api/v1/schema/, through the WSGI app: no 500, every answer as documented
+(status code, content type and body against the response schema), as the project's member and as a manager.
 
 Generated ids mostly miss; half of them are pointed at real tasks and instances in every state, so the
 operations answer 2xx and 409 too, not only 404.
@@ -19,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from evaluations.models import Evaluation, EvaluationStatus, FailureReason
 from tasks.states import Status
 from tests.api.conftest import holding_task, world_task
 
@@ -48,14 +50,27 @@ def real_ids(world, people):
         world_task(world, name="pinned", status=Status.QUEUED, pinned=True, queued_at=timezone.now()),
         world_task(world, name="stopped", status=Status.STOPPED),
     ]
-    return {"tasks": [t.pk for t in tasks], "instances": [running.instances.get().pk]}
+    # A run under way has no failure reason yet (""), one that failed has one: both must match the schema.
+    evaluations = [
+        Evaluation.objects.create(task=running, created_by=world.member, status=EvaluationStatus.RUNNING),
+        Evaluation.objects.create(
+            task=tasks[4], created_by=world.member, status=EvaluationStatus.FAILED,
+            failure_reason=FailureReason.TASK_STOPPED, finished_at=timezone.now(),
+        ),
+    ]
+    return {
+        "tasks": [t.pk for t in tasks],
+        "instances": [running.instances.get().pk],
+        "evaluations": [e.pk for e in evaluations],
+    }
 
 
-@pytest.fixture
-def manager_token(people):
+@pytest.fixture(params=["member", "manager"])
+def token(request, people):
+    """The project's member (sees its own tasks, may not pin) and a manager (sees and may do everything)."""
     from rest_framework.authtoken.models import Token
 
-    return Token.objects.create(user=people.manager).key
+    return Token.objects.create(user=getattr(people, request.param)).key
 
 
 def live_schema():
@@ -76,11 +91,11 @@ schema = live_schema()
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_api_answers_as_its_schema_says(case, same_connection, real_ids, manager_token):
+def test_api_answers_as_its_schema_says(case, same_connection, real_ids, token):
     collection = case.path.split("/")[3]
     generated = case.path_parameters.get("id") if case.path_parameters else None
     if isinstance(generated, int) and generated % 2 == 0 and real_ids.get(collection):
         ids = real_ids[collection]
         case.path_parameters["id"] = ids[generated // 2 % len(ids)]
 
-    case.call_and_validate(headers={"Authorization": f"Token {manager_token}"}, checks=CHECKS)
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)

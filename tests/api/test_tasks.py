@@ -35,6 +35,7 @@ def body(world, **overrides):
     return data
 
 
+@pytest.mark.usefixtures("anyone_sets_commands")
 def test_create_answers_the_task_as_spec_reads_it(world, member_api):
     response = member_api.post("/api/v1/tasks/", body(world), format="json")
 
@@ -204,6 +205,7 @@ def test_a_running_task_reads_its_endpoint(world, member_api, running_task):
     assert task["allowed_actions"] == ["stop", "evaluate", "copy"]
 
 
+@pytest.mark.usefixtures("anyone_sets_commands")
 def test_events_are_the_timeline(world, member_api):
     created = member_api.post("/api/v1/tasks/", body(world), format="json").json()
 

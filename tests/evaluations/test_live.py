@@ -5,12 +5,11 @@ Run: ``NODEPORT_RANGE=31800-32199 LIVE_REDIS_URL=redis://127.0.0.1:6379/3 \
 python -m pytest tests/evaluations/test_live.py``.
 """
 
-import sys
-
 import pytest
 from playwright.sync_api import expect
 
 from evaluations.models import Evaluation, EvaluationStatus, FailureReason
+from scheduler.runtimes.local.isolation import demo_python
 from scheduler.services import task_start, task_stop
 from tasks.models import Task
 from tasks.services import task_create
@@ -20,9 +19,10 @@ from tests.browser import log_in
 from tests.factories import make_world, task_data
 from tests.live import LiveWorker, live_stack, live_worker, wait_until  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180),
+              pytest.mark.usefixtures("anyone_sets_commands")]
 
-DEMO_MODEL = [sys.executable, "-m", "demo_model"]
+DEMO_MODEL = [demo_python(), "-m", "demo_model"]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from django.utils import translation
 
 from scheduler import services
+from scheduler.runtimes.local.isolation import demo_python
 from scheduler.runtimes.local.records import RecordStore, group_members, is_alive
 from scheduler.logs import instance_log_text
 from tasks.models import Task, TaskInstance
@@ -117,7 +118,7 @@ def test_a_worker_killed_mid_deploy_never_leaves_the_task_stuck(one_gpu, live_st
             "sh",
             "-c",
             'sleep 2; exec "$0" -m demo_model',
-            os.environ.get("PYTHON", __import__("sys").executable),
+            demo_python(),
         ],
     )
     services.task_start(task=task, user=one_gpu[0])

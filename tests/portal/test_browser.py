@@ -3,12 +3,12 @@
 Run: ``NODEPORT_RANGE=31400-31799 LIVE_REDIS_URL=redis://127.0.0.1:6379/2 python -m pytest -m browser tests/portal``.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from scheduler.runtimes.local.isolation import demo_python
 from scheduler.services import task_start
 from tasks.models import Task
 from tasks.services import task_create
@@ -24,9 +24,10 @@ from tests.live import free_port, wait_until
 
 from .conftest import log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("anyone_sets_commands")]
 
-DEMO_MODEL = f"{sys.executable} -m demo_model"
+DEMO_MODEL = f"{demo_python()} -m demo_model"
 RUNNING_TIMEOUT = 60_000
 
 

@@ -29,6 +29,7 @@ def _errors(response, field):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("anyone_sets_commands")
 def test_a_valid_form_creates_the_task_and_opens_it(member_client, world):
     response = member_client.post(
         CREATE, form_data(world, command="python -m demo_model", args="--port 8000 --name 'a b'"),
@@ -156,6 +157,7 @@ def test_the_form_as_first_shown_saves_without_a_shm_size(member_client, world):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("anyone_sets_commands")
 def test_copy_opens_the_form_filled_from_the_source_with_task_type_and_project_locked(member_client, world):
     source = task_create(user=world.member, data=task_data(world, command=["python", "-m", "demo_model"]))
     url = reverse("portal:task-copy", args=[source.pk])
@@ -207,3 +209,36 @@ def test_nothing_chosen_asks_for_a_choice_and_no_select_shows_dashes(member_clie
     response = member_client.post(CREATE, form_data(world, project=""))
     assert _errors(response, "project") == "请选择研发项目。"
     assert "请选择" in member_client.get(CREATE).content.decode()
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"env-1-name": "A", "env-1-value": "x\x00y"}, "env"),
+        ({"command": "python\x00"}, "command"),
+        ({"args": "--a \x00"}, "args"),
+        (lambda world: {f"mounts-{world.storage.pk}-path": "/models\x00"}, "mounts"),
+        ({"name": "qwen\u202e7b"}, "name"),
+        ({"description": "x" * 3000}, "description"),
+    ],
+    ids=["env value", "command", "args", "mount path", "bidi name", "long description"],
+)
+def test_nul_and_other_odd_text_is_refused_on_its_field_not_500(manager_client, manager, world, overrides, field):
+    """The form goes through the same rule as the API (tasks.validation.check_text): a NUL never reaches PostgreSQL."""
+    world.project.members.add(manager)
+    overrides = overrides(world) if callable(overrides) else overrides
+    response = manager_client.post(CREATE, form_data(world, **overrides))
+    assert response.status_code == 200
+    assert _errors(response, field), response.context["form"].errors
+    assert not Task.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_member_may_not_set_a_command_on_the_local_runtime(member_client, world, settings):
+    settings.COMMAND_OVERRIDE = "managers"
+    response = member_client.post(CREATE, form_data(world, command="sh -c 'cat /proc/$PPID/environ'"))
+    assert "Only managers may set the command" in _errors(response, "command")
+    assert not Task.objects.exists()
+    settings.COMMAND_OVERRIDE = "everyone"
+    member_client.post(CREATE, form_data(world, command="python -m demo_model"))
+    assert Task.objects.get().command == ["python", "-m", "demo_model"]

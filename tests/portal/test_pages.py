@@ -253,7 +253,7 @@ def test_the_instances_region_changes_with_the_instances(member_client, world):
 
 
 @pytest.mark.django_db
-def test_the_command_is_shown_shell_quoted(member_client, world):
+def test_the_command_is_shown_shell_quoted(member_client, world, anyone_sets_commands):
     task = task_create(user=world.member, data=task_data(
         world, command=["python3", "-c", "import sys,time; print(1)"], args=["--name", "two words"],
     ))

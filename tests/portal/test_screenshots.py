@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 from .conftest import log_in
 from .showcase import build
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("anyone_sets_commands")]
 
 REPO = Path(__file__).resolve().parents[2]
 

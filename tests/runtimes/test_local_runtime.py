@@ -3,18 +3,19 @@
 import json
 import os
 import signal
-import sys
 import textwrap
 
 import pytest
 
 from deploy_portal.messages import render
+from scheduler.runtimes.local.isolation import demo_python
 from scheduler.runtimes.local.records import RecordStore, group_members, is_alive, process_start_time
 from scheduler.runtimes.local.runtime import LocalRuntime, read_last_lines
 from tasks.models import InstanceStatus
 from tests.live import free_port, wait_until
 
 pytestmark = pytest.mark.django_db
+PYTHON = demo_python()  # an interpreter the instance user (when the tests run as root) can run
 
 # Listens on $PORT after printing its environment; a tiny stand-in for a model server.
 SERVER = textwrap.dedent("""
@@ -49,7 +50,7 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
     task = placed(
         replicas=2,
         sku_count=2,
-        command=[sys.executable, "-c", SERVER],
+        command=[PYTHON, "-c", SERVER],
         env=[{"name": "MODEL", "value": "qwen"}],
         endpoint_port=port,
         nodes=[world.nodes[0]] * 2,
@@ -70,7 +71,7 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
 
 
 def test_apply_is_idempotent(runtime, placed):
-    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    task = placed(command=[PYTHON, "-c", SERVER], endpoint_port=free_port())
     runtime.apply(task.current_run)
     runtime.apply(task.current_run)
     assert len(runtime.workloads()) == 1
@@ -100,7 +101,7 @@ def test_a_command_that_cannot_run_fails_saying_so(runtime, placed):
 
 
 def test_teardown_terms_then_kills_and_forgets(runtime, placed):
-    task = placed(replicas=2, command=[sys.executable, "-c", STUBBORN], endpoint_port=free_port())
+    task = placed(replicas=2, command=[PYTHON, "-c", STUBBORN], endpoint_port=free_port())
     runtime.apply(task.current_run)
     records = [runtime.store.load(i.pk) for i in task.instances.all()]
     wait_until(lambda: all("ignoring" in runtime.read_log(i) for i in task.instances.all()), 10)
@@ -112,7 +113,7 @@ def test_teardown_terms_then_kills_and_forgets(runtime, placed):
 
 
 def test_a_restarted_worker_finds_its_processes_and_notices_dead_ones(runtime, placed, settings):
-    task = placed(replicas=2, command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    task = placed(replicas=2, command=[PYTHON, "-c", SERVER], endpoint_port=free_port())
     runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     restarted = LocalRuntime(stop_grace=0.5)  # a new worker: no memory of what it started
@@ -131,7 +132,7 @@ def test_a_restarted_worker_finds_its_processes_and_notices_dead_ones(runtime, p
 
 
 def test_a_command_orphaned_by_its_launcher_is_failed_and_still_stopped(runtime, placed):
-    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    task = placed(command=[PYTHON, "-c", SERVER], endpoint_port=free_port())
     runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     record = runtime.store.load(task.instances.get().pk)
@@ -145,7 +146,7 @@ def test_a_command_orphaned_by_its_launcher_is_failed_and_still_stopped(runtime,
 
 
 def test_a_command_killed_by_sigkill_reads_as_out_of_memory(runtime, placed):
-    task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
+    task = placed(command=[PYTHON, "-c", SERVER], endpoint_port=free_port())
     runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     record = runtime.store.load(task.instances.get().pk)

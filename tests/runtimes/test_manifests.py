@@ -168,3 +168,28 @@ def test_the_manifest_takes_exactly_what_validation_takes(given):
 def test_shm_size_that_is_not_a_size_is_refused(given):
     with pytest.raises(ValueError):
         shm_quantity(given)
+
+
+@pytest.mark.parametrize("non_root", [False, True])
+def test_pods_meet_the_restricted_pod_security_standard(non_root):
+    pod = make_pod(spec(run_as_non_root=non_root), namespace="ns")
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    security = container(pod)["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security.get("runAsNonRoot", False) is non_root
+
+
+@pytest.mark.django_db
+def test_run_as_non_root_is_the_virtual_clusters_setting(world):
+    from scheduler.runtimes.kubernetes.runtime import instance_spec
+    from tests.factories import TaskFactory
+    from tests.runtimes.conftest import place
+
+    world.vc.run_as_non_root = True
+    world.vc.save()
+    task = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member)
+    place(task, [world.nodes[0]])
+    assert instance_spec(task, task.instances.get(), mounts=()).run_as_non_root is True

@@ -100,14 +100,13 @@ def test_log_text_falls_back_to_the_archive(placed, settings, tmp_path):
 
 @pytest.mark.django_db
 def test_the_log_is_read_live_then_from_the_archive(placed, settings, tmp_path):
-    import sys
-
     from scheduler.runtimes import get_runtime
+    from scheduler.runtimes.local.isolation import demo_python
     from tests.live import wait_until
 
     settings.DEPLOY_RUNTIME = "local"
     settings.LOCAL_RUNTIME_DIR = tmp_path
-    task = placed(command=[sys.executable, "-c", "print('warming up'); print('ready')"], endpoint_port=None)
+    task = placed(command=[demo_python(), "-c", "print('warming up'); print('ready')"], endpoint_port=None)
     get_runtime().apply(task.current_run)
     instance = task.instances.get()
     wait_until(lambda: instance_log_text(instance) == "warming up\nready\n")

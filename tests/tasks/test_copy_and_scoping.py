@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.usefixtures("anyone_sets_commands")
 def test_copy_keeps_everything_but_what_was_changed(world):
     source = task_create(user=world.member, data=task_data(
         world, env=[{"name": "SHM_SIZE", "value": "60G"}, {"name": "MODEL", "value": "qwen"}],

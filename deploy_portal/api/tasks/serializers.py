@@ -15,7 +15,7 @@ from tasks.models import InstanceStatus, RunOutcome, TaskEvent, TaskInstance, Ta
 from tasks.states import Action, Status
 from tasks.validation import NOT_GRANTED
 
-from ..fields import SentenceField
+from ..fields import SentenceField, TextField
 from ..representation import PlannedRepresentation
 
 
@@ -34,28 +34,28 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
 
 class EnvVarSerializer(PlannedRepresentation, serializers.Serializer):
-    name = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    value = serializers.CharField(allow_blank=True, trim_whitespace=False, default="")
+    name = TextField(allow_blank=True, trim_whitespace=False)
+    value = TextField(allow_blank=True, trim_whitespace=False, default="")
 
 
 class MountSerializer(PlannedRepresentation, serializers.Serializer):
     storage = ScopedPrimaryKeyRelatedField(
         queryset=Storage.objects.all(), scope="mountable_by", not_found=NOT_GRANTED["storage"]
     )
-    mount_path = serializers.CharField(max_length=500, trim_whitespace=False)
+    mount_path = TextField(max_length=500, trim_whitespace=False)
 
 
 class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     """A task as SPEC reads it; the configuration fields are also the create / edit / copy body."""
 
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(max_length=100)
+    name = TextField(max_length=100)
     project = ScopedPrimaryKeyRelatedField(
         queryset=Project.objects.all(), scope="of_member", not_found=NOT_GRANTED["project"]
     )
     project_name = serializers.CharField(source="project.name", read_only=True)
     task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.INFERENCE)
-    image = serializers.CharField(trim_whitespace=False)
+    image = TextField(trim_whitespace=False)
     virtual_cluster = ScopedPrimaryKeyRelatedField(
         queryset=VirtualCluster.objects.all(), scope="usable_by", not_found=NOT_GRANTED["virtual_cluster"]
     )
@@ -67,11 +67,11 @@ class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     external_port = serializers.IntegerField(
         allow_null=True, default=None, help_text=_("Leave blank to let the system pick a free one.")
     )
-    description = serializers.CharField(allow_blank=True, default="")
+    description = TextField(allow_blank=True, default="")
     env = EnvVarSerializer(many=True, default=list)
     mounts = MountSerializer(many=True, default=list)
-    command = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), default=list)
-    args = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), default=list)
+    command = serializers.ListField(child=TextField(allow_blank=True, trim_whitespace=False), default=list)
+    args = serializers.ListField(child=TextField(allow_blank=True, trim_whitespace=False), default=list)
 
     status = serializers.ChoiceField(choices=Status.choices, read_only=True)
     status_display = serializers.SerializerMethodField()

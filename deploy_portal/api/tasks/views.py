@@ -97,14 +97,14 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         tasks = args[0] if args else kwargs.get("instance")
         if tasks is not None:
             batch = tasks if kwargs.get("many") else [tasks]
-            kwargs["context"]["queue_info"] = self._queue_info(batch)
+            kwargs["context"]["queue_info"] = self._queue_info(batch, self.request.user)
         return super().get_serializer(*args, **kwargs)
 
     @staticmethod
-    def _queue_info(tasks):
-        """Positions and reasons of the queued ones, in one batch."""
+    def _queue_info(tasks, user):
+        """Positions and reasons of the queued ones, in one batch, as ``user`` may read them."""
         queued = [task for task in tasks if task.status == Status.QUEUED]
-        return queue_info_for(queued) if queued else {}
+        return queue_info_for(queued, user=user) if queued else {}
 
     def _input(self, *, partial, grants_holder=None):
         context = {**self.get_serializer_context(), "grants_holder": grants_holder}

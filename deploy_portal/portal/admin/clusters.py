@@ -67,7 +67,7 @@ class VirtualClusterAdmin(admin.ModelAdmin):
     filter_horizontal = ("users", "groups")
     inlines = [NodeInline]
     fieldsets = (
-        (None, {"fields": ("name", "gpu_type", "queue_policy", "endpoint_host")}),
+        (None, {"fields": ("name", "gpu_type", "queue_policy", "endpoint_host", "run_as_non_root")}),
         (_("SKU bundle"), {"fields": ("sku_gpus", "sku_cpus", "sku_memory_gib")}),
         (_("Grants"), {"fields": ("users", "groups")}),
     )

@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clusters.models import Node, Project, QueuePolicy, VirtualCluster
 from scheduler import services
+from scheduler.runtimes.local.isolation import demo_python
 from scheduler.runtimes.local.records import RecordStore
 from tasks.models import Task, TaskInstance
 from tasks.states import Status
@@ -100,7 +101,7 @@ class Command(BaseCommand):
             expose_port=False,
             owner=world["user"],
             command=[
-                sys.executable,
+                demo_python(),  # run by the instance user when the worker is root
                 "-c",
                 "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(3600)",
             ],

@@ -51,6 +51,7 @@ class InstanceSpec:
     image_pull_secrets: tuple = ()
     termination_grace_seconds: int = 30
     labels: dict = field(default_factory=dict)
+    run_as_non_root: bool = False  # the VC's setting: images differ
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,13 @@ def make_pod(spec: InstanceSpec, *, namespace):
         "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
         + [{"name": mount.name, "mountPath": mount.mount_path, "readOnly": mount.read_only} for mount in spec.mounts],
     }
+    # Pod Security Standard "restricted": no privilege escalation, no capability, the runtime's seccomp profile
+    # (on the pod); runAsNonRoot only where the VC says its images have a non-root user.
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        **({"runAsNonRoot": True} if spec.run_as_non_root else {}),
+    }
     if spec.command:
         container["command"] = list(spec.command)
     if spec.args:
@@ -137,6 +145,8 @@ def make_pod(spec: InstanceSpec, *, namespace):
             "failureThreshold": 3,
         }
     pod_spec = {
+        "automountServiceAccountToken": False,  # a model server has no business with the Kubernetes API
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": spec.termination_grace_seconds,
         # Bound to the machine the scheduler chose, still through the kube-scheduler, so that a

@@ -81,6 +81,7 @@ def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
         shm_size=task.shm_size,
         mounts=mounts,
         image_pull_secrets=tuple(image_pull_secrets),
+        run_as_non_root=vc.run_as_non_root,
     )
 
 

@@ -11,7 +11,9 @@ Promises:
   restart finds the processes again and tells a dead pid, or a reused one, from a live one.
 - ``teardown`` sends SIGTERM to each instance's process group (the launcher and the command, even
   when the launcher itself was killed), SIGKILL after ``LOCAL_STOP_GRACE_SECONDS``, then forgets
-  the files (archive the logs first).
+  the files (archive the logs first). Processes that left the group (``setsid``) die too: the
+  launcher is their subreaper (``launcher``).
+- A root worker never runs a command as root (``isolation``).
 - A port still taken by another process (most often the previous holder of the endpoint port,
   still being stopped) is a transient error: the deploy is retried shortly.
 """
@@ -34,6 +36,8 @@ from tasks.models import InstanceStatus, TaskInstance
 from ...ports import held_ports, quarantined_ports
 from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
 from ..logs import tail_lines
+from .isolation import demo_python, instance_dir, instance_identity, protect_worker_files, remove_instance_dir
+from .launcher import descendants
 from .records import ProcessRecord, RecordStore, group_alive, is_alive, process_start_time
 
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
@@ -89,7 +93,7 @@ def read_last_lines(path, count, block=64 * 1024):
 
 def command_line(task):
     """What an instance runs: the task's command and args, or the demo model server with the args."""
-    command = [str(part) for part in task.command] or [sys.executable, "-m", "demo_model"]
+    command = [str(part) for part in task.command] or [demo_python(), "-m", "demo_model"]
     return command + [str(part) for part in task.args]
 
 
@@ -173,14 +177,26 @@ class LocalRuntime(Runtime):
 
     def _start(self, task, instance, port, called_at):
         command = command_line(task)
+        # Never as root: a root worker runs the command as the instance user (isolation), in a directory of its own.
+        identity = instance_identity()
+        if identity is not None:
+            protect_worker_files()
+        home = instance_dir(identity, instance.pk)
+        run_as = ["--as", f"{identity.uid}:{identity.gid}:{home}"] if identity is not None else []
+        env = process_env(task, instance, port)
+        # The demo model is imported from the portal's checkout, no longer the working directory.
+        python_path = [str(settings.BASE_DIR), env.get("PYTHONPATH")]
+        env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(filter(None, python_path)))
+        if identity is not None:
+            env["USER"] = identity.name
         with open(self.store.path(instance.pk, "log"), "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, LAUNCHER, str(self.store.path(instance.pk, "exit")), "--", *command],
+                [sys.executable, LAUNCHER, str(self.store.path(instance.pk, "exit")), *run_as, "--", *command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=process_env(task, instance, port),
-                cwd=settings.BASE_DIR,
+                env=env,
+                cwd=home,
                 start_new_session=True,
             )
         self._children[instance.pk] = process
@@ -253,10 +269,15 @@ class LocalRuntime(Runtime):
             if record is not None and group_alive(record):
                 self._stop(record)
             self.store.forget(instance_id)
+            remove_instance_dir(instance_id)
         self._reap()
 
     def _stop(self, record):
-        """SIGTERM to the process group, SIGKILL once the grace period has passed."""
+        """SIGTERM to the process group, SIGKILL once the grace period has passed.
+
+        The launcher passes the SIGTERM on to every descendant, the ones that left the group too (it is
+        their subreaper); the SIGKILL, which it cannot catch, is sent to them from here while it still lives.
+        """
         self._signal(record, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
@@ -264,6 +285,10 @@ class LocalRuntime(Runtime):
             if not group_alive(record):
                 return
             time.sleep(0.05)
+        if is_alive(record):
+            for pid in descendants(record.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self._signal(record, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while group_alive(record) and time.monotonic() < deadline:
