@@ -25,7 +25,9 @@ PRODUCTION = {  # README: "Production settings"
 
 
 def manage(*args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")}
+    # The suite's own switches (DJANGO_ALLOW_ASYNC_UNSAFE, set for Playwright) are not the site's settings.
+    dropped = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
     clean["DJANGO_SETTINGS_MODULE"] = "deploy_portal.settings"
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120

@@ -116,7 +116,8 @@ def test_the_list_query_count_does_not_grow_with_the_tasks(member_client, world)
     add(2, 0)
     few = queries()
     add(13, 2)
-    assert queries() == few <= 16
+    # 16, and the reader's projects read twice for the queue's privacy (the reasons, the sidebar).
+    assert queries() == few <= 18
 
 
 @pytest.mark.django_db
