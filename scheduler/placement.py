@@ -68,6 +68,7 @@ class Wait:
     largest_capacity: int = 0
     blocker: str | None = None
     port: int | None = None
+    unschedulable: tuple = ()  # the unschedulable machines without which the task can never fit now
 
 
 class FreeBlocks:
