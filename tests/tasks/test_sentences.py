@@ -101,3 +101,15 @@ def test_the_migration_keeps_the_text_written_before_it():
     event = TaskEvent.objects.get(task=task, operation="stop")
     assert event.message == Literal("停止了 (written in 2026)") and said(event.message, "en") == "停止了 (written in 2026)"
     assert said(Task.objects.get(pk=task.pk).status_message, "zh-hans") == "Stopped by hand."
+
+
+def test_clauses_are_joined_with_the_languages_own_separator_even_when_stored_before():
+    from deploy_portal.messages import CLAUSES
+    from scheduler.placement import Wait, WaitCode
+    from scheduler.reasons import wait_sentence
+
+    reason = wait_sentence(Wait(code=WaitCode.CAPACITY, sku_count=4, replicas=1, ahead=3, free_total=2))
+    assert said(reason, "en") == "needs 4 SKUs in total; 2 free; 3 tasks ahead"
+    assert said(reason, "zh-hans").count("；") == 2 and "; " not in said(reason, "zh-hans")
+    stored = Sentence.from_data(reason.to_data())  # as a row written before holds it: the separator as written
+    assert stored.to_data()["sep"] == CLAUSES == "; " and said(stored, "zh-hans") == said(reason, "zh-hans")
