@@ -62,7 +62,11 @@ def _queue_page_region(request):
         for entry in vc["queue"]:
             task = visible.get(entry["id"])
             entry["task"] = task
-            entry["actions"] = [a for a in allowed_actions(task, request.user) if a in QUEUE_ACTIONS] if task else []
+            offered = allowed_actions(task, request.user) if task else []
+            # One pinned task per queue: while one is, the others are not offered a pin the service would refuse.
+            entry["actions"] = [
+                a for a in offered if a in QUEUE_ACTIONS and not (a == Action.PIN and vc["pinned"])
+            ]
             guess = estimates.get(entry["id"])
             entry["estimate"] = guess and {
                 "text": _about(guess.seconds, now),

@@ -60,6 +60,7 @@ def test_a_manager_sees_every_queue_in_order_with_pin_unpin_and_force_start(worl
     assert order == sorted(order)
     row = lambda task: html.split(f'data-task="{task.pk}"')[1].split("</tr>")[0]
     assert 'data-action="force_start"' in row(pinned) and 'data-action="unpin"' in row(pinned)
+    assert 'data-action="pin"' not in row(first)  # one pinned task per queue
     assert "30\xa0minutes" in row(first) and "llm" in row(first) and "alice" in row(first)
     assert "no estimate: too little history" in row(first)
 
