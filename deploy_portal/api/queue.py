@@ -14,12 +14,13 @@ from clusters.models import QueuePolicy
 from scheduler.selectors import queue_status
 
 from .pagination import PageNumberPagination
+from .representation import PlannedRepresentation
 from .schema import DETAIL, FIELD_ERRORS
 
 FIRST_ENTRIES = 20
 
 
-class QueueEntrySerializer(serializers.Serializer):
+class QueueEntrySerializer(PlannedRepresentation, serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     owner = serializers.CharField()
@@ -31,12 +32,12 @@ class QueueEntrySerializer(serializers.Serializer):
     reason = serializers.CharField(help_text=_("Why it waits, in words."))
 
 
-class PinnedTaskSerializer(serializers.Serializer):
+class PinnedTaskSerializer(PlannedRepresentation, serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
 
 
-class QueueSerializer(serializers.Serializer):
+class QueueSerializer(PlannedRepresentation, serializers.Serializer):
     """One virtual cluster's queue, as ``scheduler.selectors.queue_status`` reads it."""
 
     id = serializers.IntegerField()
