@@ -48,7 +48,9 @@ class QueueSerializer(PlannedRepresentation, serializers.Serializer):
     free_skus = serializers.IntegerField()
     total_gpus = serializers.IntegerField()
     free_gpus = serializers.IntegerField()
-    unschedulable_skus = serializers.IntegerField(help_text=_("SKUs on machines taken out of scheduling (in no count above)."))
+    unschedulable_skus = serializers.IntegerField(
+        help_text=_("SKUs on machines taken out of scheduling (in no count above).")
+    )
     queued_count = serializers.IntegerField()
     pinned = PinnedTaskSerializer(allow_null=True)
     queue = QueueEntrySerializer(many=True, help_text=_("The queue in order, pinned first: one page of it."))
