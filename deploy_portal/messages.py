@@ -149,6 +149,18 @@ def _data(value):
     return value
 
 
+def _storable(data):
+    """``data`` with NUL (which no PostgreSQL text or JSON value can hold) said as U+FFFD: text from outside (a
+    log's last lines in a failure message) may carry any byte."""
+    if isinstance(data, str):
+        return data.replace("\x00", "\ufffd")
+    if isinstance(data, dict):
+        return {key: _storable(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_storable(value) for value in data]
+    return data
+
+
 class SentenceField(models.JSONField):
     """A ``Sentence`` (or plain text) stored as JSON, read back as a ``Sentence`` (or ``""``)."""
 
@@ -165,7 +177,7 @@ class SentenceField(models.JSONField):
             value = value.to_data()
         elif isinstance(value, Promise):
             value = str(value)
-        return super().get_prep_value(value)
+        return super().get_prep_value(_storable(value))
 
     def to_python(self, value):
         return Sentence.from_data(value)

@@ -199,6 +199,8 @@ ALLOWED_IMAGE_REGISTRIES = env.list(
 )
 NODEPORT_RANGE = tuple(int(p) for p in env.str("NODEPORT_RANGE", default="30000-32767").split("-"))
 MAX_REPLICAS = env.int("MAX_REPLICAS", default=16)
+# A freed endpoint port is handed out again only this long after its run's teardown finished.
+PORT_QUARANTINE_SECONDS = env.int("PORT_QUARANTINE_SECONDS", default=60)
 DEPLOY_TIMEOUT_SECONDS = env.int("DEPLOY_TIMEOUT_SECONDS", default=900)
 
 # Kubernetes runtime
@@ -211,7 +213,9 @@ KUBERNETES_GPU_PRODUCT_LABEL = env.str("KUBERNETES_GPU_PRODUCT_LABEL", default="
 LOCAL_RUNTIME_DIR = Path(env.str("LOCAL_RUNTIME_DIR", default=str(VAR_DIR / "local-runtime")))
 LOCAL_GPU_COUNT = env.int("LOCAL_GPU_COUNT", default=8)  # used when nvidia-smi is absent
 LOCAL_STOP_GRACE_SECONDS = env.float("LOCAL_STOP_GRACE_SECONDS", default=5.0)
-LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)
+LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)  # the cap of one instance's archived log
+# How many runs of a task keep their archived logs (the newest ones); 0 keeps every run's.
+LOG_RUNS_KEPT = env.int("LOG_RUNS_KEPT", default=0)
 
 LOGGING = {
     "version": 1,

@@ -63,9 +63,22 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
         except IntegrityError as exc:  # the constraint, should another run have slipped in
             raise OperationRefused(_("An evaluation of task “%(task)s” is already under way.")
                                    % {"task": task.name}) from exc
-        # By name from the app's registry: the Celery task module imports these services.
-        transaction.on_commit(lambda: current_app.tasks[RUN_EVALUATION].delay(evaluation.pk))
+        transaction.on_commit(lambda: _hand_over(evaluation.pk))
     return evaluation
+
+
+def _hand_over(evaluation_id):
+    """Send the run to an evaluations worker (by name from the app's registry: the Celery task module imports
+    these services). A broker that cannot be reached fails the run at once, saying so, rather than leave a
+    pending run that blocks the task's next evaluation until it counts as abandoned."""
+    try:
+        current_app.tasks[RUN_EVALUATION].delay(evaluation_id)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the run is saved, the answer stands
+        logger.exception("evaluation %s could not be handed to a worker", evaluation_id)
+        Evaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.PENDING).update(
+            status=EvaluationStatus.FAILED, failure_reason=FailureReason.ABANDONED,
+            failure_detail=f"{type(exc).__name__}: {exc}"[:1000], finished_at=timezone.now(),
+        )
 
 
 def evaluation_check(*, task, user):

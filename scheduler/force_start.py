@@ -125,11 +125,25 @@ def _mail_victims(victims, task, user):
         transaction.on_commit(send)
 
 
-def task_force_start(*, task, user):
+class VictimsChanged(OperationRefused):
+    """The victims a force start would kill now are not the ones the manager was shown: nothing is killed."""
+
+    def __init__(self, task, victims):
+        self.task, self.victims = task, victims
+        super().__init__(
+            _("The tasks a force start of “%(task)s” would kill have changed since the preview; nothing was "
+              "killed. It would now kill: %(tasks)s.")
+            % {"task": task.name, "tasks": ", ".join(f"“{v.name}”" for v in victims) or "—"}
+        )
+
+
+def task_force_start(*, task, user, expected_victims=None):
     """Start the pinned ``task`` now, killing the fewest (then the most recently started) tasks of its VC.
 
-    Refused, with nothing killed, when it could not fit even on the empty VC. Each victim becomes
-    ``killed`` with an event naming ``task`` and ``user``, and its owner is mailed after commit.
+    Refused, with nothing killed, when it could not fit even on the empty VC, or when ``expected_victims``
+    (the task ids of the preview the manager confirmed) differ from the victims chosen now (``VictimsChanged``
+    carries the new list). Each victim becomes ``killed`` with an event naming ``task`` and ``user``, and its
+    owner is mailed after commit.
     """
     with transaction.atomic():
         clusters, task = lock_for_decision(task)
@@ -142,6 +156,8 @@ def task_force_start(*, task, user):
         clash = _port_clash(task, choice.victims)
         if clash is not None:
             raise OperationRefused(clash)
+        if expected_victims is not None and set(expected_victims) != set(choice.victims):
+            raise VictimsChanged(task, _victim_list(choice.victims))
         victims = _victim_list(choice.victims, lock=True)
         why = Sentence(
             N_("Killed to make room for “%(task)s”, force-started by %(manager)s."),
@@ -151,9 +167,9 @@ def task_force_start(*, task, user):
             ports.release(victim.endpoint_port)
             task_transition(
                 task=victim, transition="kill", actor=user, operation="kill", message=why,
-                endpoint_port=None, status_message=why,
+                endpoint_port=None, status_message=why, killed_for=task,
             )
-            dispatch.teardown_after_commit(victim.pk)
+            dispatch.teardown_after_commit(victim.pk, victim.current_run_id)
         _mail_victims(victims, task, user)
         message = Sentence(N_("Force-started; killed: %(tasks)s."), tasks=", ".join(v.name for v in victims) or "—")
         write_placements(

@@ -1,9 +1,12 @@
 """What the Celery tasks do: apply, observe, tear down, reconcile — thin I/O around pure verdicts.
 
-The runtime reports; ``instances_observed`` writes what it saw on the instance rows (status,
-restarts, message: the runtime's fields, not the task's state); ``verdict`` decides, as a pure
-function, whether the task is now ready or failed; the scheduler services make the transition
-(``task_instances_ready`` / ``task_fail``), which tears down and reschedules after commit.
+Every job is about one run of a task (``TaskRun``): a deploy applies the run it was sent for, an
+observation is of the task's current run and reports with its id, a teardown removes that run's
+workloads whatever the task does meanwhile. The runtime reports; ``instances_observed`` writes what it
+saw on the run's instance rows (status, restarts, message: the runtime's fields, not the task's state);
+``verdict`` decides, as a pure function, whether the run is now ready or failed; the scheduler services
+make the transition (``task_instances_ready`` / ``task_fail``, which ignore a report about a run that is
+no longer current), tearing down and rescheduling after commit.
 """
 
 import logging
@@ -11,11 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
 
 from deploy_portal.messages import N_, Sentence, joined
-from tasks.models import InstanceStatus, Task, TaskInstance
+from tasks.models import InstanceStatus, Task, TaskInstance, TaskRun
 from tasks.states import HOLDING, Status
 
 from . import services
@@ -83,10 +87,9 @@ def verdict(*, status, instances, observations, deploying_since, now, timeout_se
     return Verdict()
 
 
-def _overdue(task_id):
+def _overdue(task):
     """The timeout sentence when the deploying task is past ``DEPLOY_TIMEOUT_SECONDS``, else None."""
-    task = Task.objects.filter(pk=task_id, status=Status.DEPLOYING).first()
-    if task is None:
+    if task.status != Status.DEPLOYING:
         return None
     # The verdict on a deploy with nothing to observe: only its age can fail it.
     result = verdict(
@@ -96,10 +99,10 @@ def _overdue(task_id):
     return result.failure or None
 
 
-def instances_observed(*, task, observations):
-    """Write what the runtime saw on the instance rows; only the fields that changed."""
+def instances_observed(*, run, observations):
+    """Write what the runtime saw on the run's instance rows; only the fields that changed."""
     now = timezone.now()
-    rows = {instance.index: instance for instance in task.instances.all()}
+    rows = {instance.index: instance for instance in run.instances.all()}
     for obs in observations:
         row = rows.get(obs.index)
         if row is None:
@@ -117,30 +120,33 @@ def instances_observed(*, task, observations):
 def _deploying_since(task):
     if task.started_at:
         return task.started_at
-    return task.instances.aggregate(first=Min("created_at"))["first"]
+    return TaskInstance.objects.filter(run_id=task.current_run_id).aggregate(first=Min("created_at"))["first"]
 
 
-def _holding(task_id):
-    return (
-        Task.objects.select_related("virtual_cluster")
-        .filter(pk=task_id, status__in=HOLDING)
-        .first()
-    )
+def _current(task_id, run_id, *, statuses=HOLDING):
+    """The task and its current run when it is in ``statuses`` and ``run_id`` (if given) is that run; else (None, None)."""
+    task = Task.objects.select_related("virtual_cluster", "current_run").filter(pk=task_id, status__in=statuses).first()
+    if task is None or task.current_run is None:
+        return None, None
+    if run_id is not None and task.current_run_id != run_id:
+        logger.info("run %s of task %s is no longer current (%s): nothing to do", run_id, task_id, task.current_run_id)
+        return None, None
+    return task, task.current_run
 
 
-def observe_task(task_id, snapshot=None):
-    """Observe a holding task once and act on the verdict.
+def observe_task(task_id, run_id=None, snapshot=None):
+    """Observe the current run of a holding task once and act on the verdict, as a report about that run.
 
-    Answers the task's status afterwards, or None when it does not hold GPUs (nothing to observe).
-    ``snapshot``: the runtime's ``snapshot()``, when a pass over many tasks read it once.
+    Answers the task's status afterwards, or None when it does not hold GPUs or ``run_id`` is no longer its
+    current run (nothing to observe). ``snapshot``: the runtime's ``snapshot()``, when a pass read it once.
     """
-    task = _holding(task_id)
+    task, run = _current(task_id, run_id)
     if task is None:
         return None
     # Which instances were applied, read before the runtime is: one applied meanwhile is not "vanished".
-    instances = [(i.index, i.node_name, bool(i.handle)) for i in task.instances.order_by("index")]
-    observations = get_runtime().observe(task, snapshot=snapshot)
-    instances_observed(task=task, observations=observations)
+    instances = [(i.index, i.node_name, bool(i.handle)) for i in run.instances.order_by("index")]
+    observations = get_runtime().observe(run, snapshot=snapshot)
+    instances_observed(run=run, observations=observations)
     result = verdict(
         status=task.status,
         instances=instances,
@@ -150,97 +156,174 @@ def observe_task(task_id, snapshot=None):
         timeout_seconds=settings.DEPLOY_TIMEOUT_SECONDS,
     )
     if result.failure:
-        task = services.task_fail(task_id=task.pk, reason=result.failure) or task
+        task = services.task_fail(task_id=task.pk, run_id=run.pk, reason=result.failure) or task
     elif result.ready:
-        task = services.task_instances_ready(task_id=task.pk) or task
+        task = services.task_instances_ready(task_id=task.pk, run_id=run.pk) or task
     return task.status
 
 
-def deploy(task_id):
-    """Apply a deploying task's placements, then observe it once; quietly nothing if it no longer deploys."""
-    task = Task.objects.select_related("virtual_cluster").filter(pk=task_id, status=Status.DEPLOYING).first()
+def watch(task_id, run_id=None):
+    """One look of the watch at a deploying run: its status afterwards.
+
+    When the runtime cannot be reached, the deploy timeout still holds: a run past it fails, saying so.
+    """
+    try:
+        return observe_task(task_id, run_id)
+    except TransientRuntimeError as exc:
+        logger.warning("watch: task %s could not be observed now", task_id, exc_info=True)
+        task, run = _current(task_id, run_id, statuses=(Status.DEPLOYING,))
+        if task is None:
+            return None
+        overdue = _overdue(task)
+        if overdue is None:
+            return Status.DEPLOYING
+        reason = joined(overdue, Sentence(N_("The runtime could not be reached: %(error)s."), error=str(exc)))
+        return (services.task_fail(task_id=task.pk, run_id=run.pk, reason=reason) or task).status
+
+
+def deploy(task_id, run_id=None):
+    """Apply run ``run_id`` of a deploying task, then observe it once; quietly nothing if it no longer deploys it."""
+    task, run = _current(task_id, run_id, statuses=(Status.DEPLOYING,))
     if task is None:
         return None
-    get_runtime().apply(task)
-    return observe_task(task_id)
+    get_runtime().apply(run)
+    return observe_task(task_id, run.pk)
 
 
-def fail(task_id, reason):
-    """Fail a holding task for a reason the runtime gave (a refused manifest, an unreachable API)."""
-    return services.task_fail(task_id=task_id, reason=reason)
+def fail(task_id, reason, run_id=None):
+    """Fail a holding task's run for a reason the runtime gave (a refused manifest, an unreachable API)."""
+    return services.task_fail(task_id=task_id, run_id=run_id, reason=reason)
 
 
-def teardown(task_id):
-    """Archive the logs of a task that no longer holds GPUs, then remove its workloads.
+def teardown(task_id, run_id=None):
+    """Archive the logs of an ended run, then remove its workloads; the task may hold GPUs again with a new run.
 
-    A task that holds GPUs again (started anew meanwhile) is left alone: its new workloads are
-    live, and stale ones of the earlier run are removed by ``reconcile``.
+    ``run_id`` None (a message sent before runs): the task's latest ended run. The archive never blocks the
+    teardown: a log that cannot be archived is said on the run (``archive_error``), and the workloads go anyway.
     """
-    task = Task.objects.filter(pk=task_id).first()
-    if task is None or task.status in HOLDING:
+    runs = TaskRun.objects.select_related("task").filter(task_id=task_id, ended_at__isnull=False)
+    run = runs.filter(pk=run_id).first() if run_id is not None else runs.order_by("-number").first()
+    if run is None:
         return
     runtime = get_runtime()
-    runtime.archive_logs(task)
-    runtime.teardown(task)
+    try:
+        runtime.archive_logs(run)
+    except Exception as exc:  # noqa: BLE001 - the GPUs and the port must be freed whatever the log holds
+        logger.exception("teardown: the logs of run %s of task %s could not be archived", run.pk, task_id)
+        TaskRun.objects.filter(pk=run.pk).update(archive_error=f"{type(exc).__name__}: {exc}"[:2000])
+    runtime.teardown(run)
     # The runtime's last word on instances that were not failed already: they are gone now.
-    task.instances.exclude(status=InstanceStatus.FAILED).update(status=InstanceStatus.TERMINATED)
-    task.instances.filter(finished_at__isnull=True).update(finished_at=timezone.now())
+    run.instances.exclude(status=InstanceStatus.FAILED).update(status=InstanceStatus.TERMINATED)
+    run.instances.filter(finished_at__isnull=True).update(finished_at=timezone.now())
+    # From now on its port's quarantine runs out (scheduler.ports.held_ports).
+    TaskRun.objects.filter(pk=run.pk, torn_down_at__isnull=True).update(torn_down_at=timezone.now())
+    forget_old_logs(task_id)
+
+
+def forget_old_logs(task_id):
+    """Keep the archived logs of the newest ``LOG_RUNS_KEPT`` ended runs of the task (0: of every run)."""
+    if settings.LOG_RUNS_KEPT <= 0:
+        return
+    ended = TaskRun.objects.filter(task_id=task_id, ended_at__isnull=False).order_by("-number")
+    old = ended.values_list("pk", flat=True)[settings.LOG_RUNS_KEPT:]
+    TaskInstance.objects.filter(run_id__in=list(old)).exclude(log_archive="").update(log_archive="")
+
+
+# pg_try_advisory_lock key: one reconcile at a time across every worker and beat.
+RECONCILE_LOCK_KEY = 0x6470_7263
 
 
 def reconcile():
-    """Heal drift both ways; answers what it did, for logs and tests.
+    """Heal drift both ways; answers what it did, for logs and tests (None when another reconcile is running).
 
-    Holding tasks are observed (a vanished instance fails its task with the reason; a deploy past
-    ``DEPLOY_TIMEOUT_SECONDS`` fails with a sentence); a deploying task whose apply never happened
-    (its worker died) is applied again, or failed once it is past that timeout too. Then every workload the
-    database does not hold — unknown, or of a task that no longer holds GPUs — is removed, its log
-    archived first. One task or workload that cannot be handled is logged and skipped: the pass goes
-    on with the others (a re-apply the runtime refuses for good fails its task with the refusal).
+    It runs as a singleton (a PostgreSQL advisory lock; an overlapping call returns at once). Holding tasks'
+    current runs are observed (a vanished instance fails the run with the reason; a deploy past
+    ``DEPLOY_TIMEOUT_SECONDS`` fails with a sentence); a deploying run whose apply never happened (its worker
+    died) is applied again, or failed once it is past that timeout too. Then every workload the database does
+    not hold — unknown, or of a run that ended — is removed, its log archived first. One task or workload that
+    cannot be handled is logged and skipped: the pass goes on with the others (a re-apply the runtime refuses
+    for good fails its run with the refusal).
     """
+    with _singleton(RECONCILE_LOCK_KEY) as alone:
+        if not alone:
+            logger.info("reconcile: another one is running")
+            return None
+        return _reconcile()
+
+
+class _singleton:
+    """A session-level advisory lock, taken without waiting (PostgreSQL; elsewhere always granted)."""
+
+    def __init__(self, key):
+        self.key, self.held = key, False
+
+    def __enter__(self):
+        if connection.vendor != "postgresql":
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.key])
+            self.held = cursor.fetchone()[0]
+        return self.held
+
+    def __exit__(self, *exc):
+        if self.held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+
+
+def _reconcile():
     runtime = get_runtime()
     # The deploys not applied yet, read before the runtime: one applied after this read is re-applied (a no-op),
     # never judged on a snapshot taken before its workloads existed.
     unapplied = set(
-        TaskInstance.objects.filter(task__status=Status.DEPLOYING, handle="").values_list("task_id", flat=True)
+        TaskInstance.objects.holding().filter(task__status=Status.DEPLOYING, handle="").values_list("run_id", flat=True)
     )
     # Read the workloads before the database: one created after this read has its row committed already.
     workloads = runtime.workloads()
     snapshot = runtime.snapshot()
     done = {"observed": [], "reapplied": [], "failed": [], "removed": []}
-    for task_id in Task.objects.holding().order_by("pk").values_list("pk", flat=True):
+    holding = Task.objects.holding().order_by("pk").select_related("virtual_cluster", "current_run")
+    for task in holding:
+        run_id = task.current_run_id
         try:
-            if task_id in unapplied:
+            if run_id in unapplied:
                 # Not observed: its apply may be under way in another worker, after the snapshot was read.
-                overdue = _overdue(task_id)
+                overdue = _overdue(task)
                 if overdue is not None:
-                    fail(task_id, overdue)
-                    done["failed"].append(task_id)
+                    fail(task.pk, overdue, run_id)
+                    done["failed"].append(task.pk)
                 else:
-                    deploy(task_id)
-                    done["reapplied"].append(task_id)
+                    deploy(task.pk, run_id)
+                    done["reapplied"].append(task.pk)
             else:
-                observe_task(task_id, snapshot=snapshot)
-                done["observed"].append(task_id)
+                observe_task(task.pk, run_id, snapshot=snapshot)
+                done["observed"].append(task.pk)
         except TransientRuntimeError:
-            logger.warning("reconcile: task %s could not be observed now", task_id, exc_info=True)
+            logger.warning("reconcile: task %s could not be observed now", task.pk, exc_info=True)
         except RuntimeFailure as exc:
-            fail(task_id, exc.sentence)
-            done["failed"].append(task_id)
+            fail(task.pk, exc.sentence, run_id)
+            done["failed"].append(task.pk)
         except Exception:  # noqa: BLE001 - one task's surprise must not stop the healing of every other
-            logger.exception("reconcile: task %s could not be handled", task_id)
+            logger.exception("reconcile: task %s could not be handled", task.pk)
     holding_instances = set(TaskInstance.objects.holding().values_list("pk", flat=True))
+    holding_runs = set(Task.objects.holding().values_list("current_run_id", flat=True))
     holding_tasks = set(Task.objects.holding().values_list("pk", flat=True))
     for workload in workloads:
-        if workload.instance_id is None:
-            keep = workload.task_id in holding_tasks
-        else:
+        if workload.instance_id is not None:
             keep = workload.instance_id in holding_instances
+        elif workload.run_id is not None:
+            keep = workload.run_id in holding_runs
+        else:  # a service labelled before runs: the task's
+            keep = workload.task_id in holding_tasks
         if keep:
             continue
         try:
             instance = TaskInstance.objects.filter(pk=workload.instance_id, log_archived=False).first()
             if instance is not None:
-                archive_instance_log(runtime, instance)
+                try:
+                    archive_instance_log(runtime, instance)
+                except Exception:  # noqa: BLE001 - never keep a workload for its log's sake
+                    logger.exception("reconcile: the log of instance %s could not be archived", instance.pk)
             runtime.remove_workload(workload)
             done["removed"].append(workload.handle)
         except Exception:  # noqa: BLE001 - the next pass tries again; the other workloads go now

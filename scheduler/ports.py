@@ -7,21 +7,43 @@ one VC's plan gives out is ``planned``: the plans of the VCs after it see it as 
 of different VCs may ask for the same port) until it is reserved.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tasks.exceptions import OperationRefused
-from tasks.models import Task
+from tasks.models import Task, TaskInstance, TaskRun
 from tasks.validation import port_in_use_message
 
 # pg_advisory_xact_lock key serialising the choice of endpoint ports.
 PORT_LOCK_KEY = 0x6470_7274
+# A run whose teardown never finished keeps its port this long after its end (reconcile removes its workloads).
+UNFINISHED_TEARDOWN = timedelta(hours=1)
 
 
 def held_ports():
-    """The endpoint ports taken by tasks holding GPUs (in any VC: node ports are cluster-wide)."""
-    return set(Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True))
+    """The ports taken now (in any VC: node ports are cluster-wide): the endpoint ports of tasks holding GPUs,
+    and the ports their instances listen on when the runtime picked one (the local runtime's instances 1…)."""
+    endpoints = Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True)
+    instances = TaskInstance.objects.holding().exclude(port=None).values_list("port", flat=True)
+    return set(endpoints.union(instances))  # one query
+
+
+def quarantined_ports():
+    """Endpoint ports of runs that ended, never picked for another task until their teardown finished and
+    ``PORT_QUARANTINE_SECONDS`` passed (a teardown that never came: an hour after the end), so an old URL never
+    silently reaches another model. A fixed port a user asks for again is theirs to choose."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.PORT_QUARANTINE_SECONDS)
+    return set(
+        TaskRun.objects.filter(ended_at__isnull=False)
+        .filter(Q(torn_down_at__gt=now - grace) | Q(torn_down_at__isnull=True, ended_at__gt=now - UNFINISHED_TEARDOWN))
+        .exclude(endpoint_port=None).values_list("endpoint_port", flat=True)
+    )
 
 
 def planned_ports(queue, plan):
@@ -33,6 +55,7 @@ class PortBook:
     def __init__(self, *, locked):
         self.locked = locked
         self._held = None
+        self._quarantined = None
         self._planned = set()
 
     @property
@@ -47,7 +70,8 @@ class PortBook:
 
     def lock(self):
         """Take the port lock now: no other decision hands out a port until this transaction ends."""
-        assert self.locked, "only a locked book hands out ports"
+        if not self.locked:
+            raise RuntimeError("only a locked PortBook hands out ports")
         self.held  # noqa: B018 (reading takes the lock)
         return self
 
@@ -77,7 +101,9 @@ class PortBook:
             self.held.add(wanted)
             return wanted
         low, high = settings.NODEPORT_RANGE
-        port = next((p for p in range(low, high + 1) if p not in self.held), None)
+        if self._quarantined is None:
+            self._quarantined = quarantined_ports()
+        port = next((p for p in range(low, high + 1) if p not in self.held and p not in self._quarantined), None)
         if port is None:
             raise OperationRefused(_("No free port is left in %(low)s–%(high)s.") % {"low": low, "high": high})
         self.held.add(port)

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from clusters.models import VirtualCluster
 from deploy_portal.messages import N_, Sentence
 from tasks.exceptions import OperationRefused
-from tasks.models import Task, TaskInstance
+from tasks.models import Task, TaskInstance, TaskRun
 from tasks.services import task_transition
 
 from . import dispatch
@@ -45,7 +45,8 @@ def lock_for_decision(task):
 
 
 def write_placements(placements, ports, how=None):
-    """Write placements {task id: (ClusterState, machine ids)}: instances, transitions, deploy after commit.
+    """Write placements {task id: (ClusterState, machine ids)}: transitions, the instances of each task's current
+    run (those of earlier runs stay, with their logs), and the deploy of that run after commit.
 
     ``how`` maps a task id to (transition, actor, operation, message); the default is the scheduler's "place".
     """
@@ -57,7 +58,6 @@ def write_placements(placements, ports, how=None):
     touched = {node_id for _state, node_ids in placements.values() for node_id in node_ids}
     for node_id, indices in TaskInstance.objects.holding().filter(node_id__in=touched).values_list("node_id", "gpu_indices"):
         taken[node_id].update(indices)
-    TaskInstance.objects.filter(task_id__in=list(placements)).delete()  # a previous run's instances
     for task_id in placements:  # fixed ports first, so a picked one never takes them
         if tasks[task_id].expose_port and tasks[task_id].external_port is not None:
             ports.reserve(tasks[task_id].external_port)
@@ -73,17 +73,18 @@ def write_placements(placements, ports, how=None):
             task=task, transition=transition, actor=actor, operation=operation, message=message,
             started_at=now, endpoint_port=port, pinned=False, queued_at=None, status_message="",
         )
+        TaskRun.objects.filter(pk=task.current_run_id).update(endpoint_port=port)
         gpus = task.sku_count * state.sku_gpus
         for index, node_id in enumerate(node_ids):
             info = state.machine_info[node_id]
             free = [i for i in range(info["capacity"] * state.sku_gpus) if i not in taken[node_id]][:gpus]
             taken[node_id].update(free)
             instances.append(TaskInstance(
-                task=task, index=index, node_id=node_id, node_name=info["name"],
+                task=task, run_id=task.current_run_id, index=index, node_id=node_id, node_name=info["name"],
                 gpu_type=info["gpu_type"] or state.gpu_type, sku_count=task.sku_count, gpu_count=gpus,
                 gpu_indices=free,
             ))
-        dispatch.deploy_after_commit(task_id)
+        dispatch.deploy_after_commit(task_id, task.current_run_id)
     TaskInstance.objects.bulk_create(instances)
     return list(placements)
 

@@ -51,7 +51,7 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True):
         return states
     ids = list(states)
     used = dict(
-        TaskInstance.objects.filter(task__status__in=HOLDING, node__virtual_cluster_id__in=ids)
+        TaskInstance.objects.holding().filter(node__virtual_cluster_id__in=ids)
         .order_by()
         .values("node_id")
         .annotate(used=Sum("sku_count"))

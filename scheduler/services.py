@@ -11,6 +11,8 @@ safety net for what nobody decided).
 Force start lives in ``force_start``; ``perform`` runs any operation of the catalogue by its action.
 """
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,7 +20,7 @@ from django.utils.translation import gettext as _
 from deploy_portal.messages import N_, Sentence
 from tasks.access import check_action
 from tasks.exceptions import OperationRefused
-from tasks.models import InstanceStatus, Task
+from tasks.models import InstanceStatus, Task, TaskInstance
 from tasks.services import event_record, task_delete, task_transition
 from tasks.states import HOLDING, Action, Status
 
@@ -30,6 +32,8 @@ from .queues import QueuedTask
 from .reasons import never_fits_sentence, wait_sentence
 from .scheduling import lock_clusters, lock_for_decision, run_pass, write_placements
 from .selectors import cluster_states, plan_clusters
+
+logger = logging.getLogger(__name__)
 
 
 def _refuse_never_fits(task, state):
@@ -62,7 +66,7 @@ def task_start(*, task, user):
             task_transition(
                 task=task, transition="enqueue", actor=user, operation=Action.START,
                 message=Sentence(N_("Started and queued: %(reason)s."), reason=reason),
-                queued_at=timezone.now(), status_message="",
+                queued_at=timezone.now(), started_at=None, endpoint_port=None, status_message="",
             )
         placements = {task_id: (state, node_ids) for task_id, node_ids in plan.placements.items()}
         write_placements(placements, ports, {task.pk: ("deploy", user, Action.START, "")})
@@ -85,7 +89,7 @@ def task_stop(*, task, user=None, message=""):
             endpoint_port=None, pinned=False, queued_at=None, status_message=message,
         )
         if was in HOLDING:
-            dispatch.teardown_after_commit(task.pk)
+            dispatch.teardown_after_commit(task.pk, task.current_run_id)
         if was in HOLDING or was == Status.QUEUED:
             run_pass(clusters)
     return task
@@ -122,22 +126,35 @@ def task_unpin(*, task, user):
 
 # What the runtime observes comes back through these two.
 
-def task_instances_ready(*, task_id):
-    """``deploying`` → ``running`` once every instance is ready. Returns the task if it moved, else None."""
+# Each names the run it reports on: a report about a run that is no longer the task's current one (a slow
+# observation of run N landing after stop and start) is ignored, never applied to run N+1.
+
+def _stale(task, run_id, what):
+    if run_id is not None and task.current_run_id != run_id:
+        logger.info("ignored a late report (%s) about run %s of task %s: its current run is %s",
+                    what, run_id, task.pk, task.current_run_id)
+        return True
+    return False
+
+
+def task_instances_ready(*, task_id, run_id=None):
+    """``deploying`` → ``running`` once every instance of run ``run_id`` is ready. Returns the task if it moved, else None."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(pk=task_id, status=Status.DEPLOYING).first()
-        if task is None:
+        task = Task.objects.select_for_update(of=("self",)).filter(pk=task_id, status=Status.DEPLOYING).first()
+        if task is None or _stale(task, run_id, "ready"):
             return None
-        statuses = list(task.instances.values_list("status", flat=True))
+        statuses = list(TaskInstance.objects.filter(run_id=task.current_run_id).values_list("status", flat=True))
         if len(statuses) < task.replicas or any(s != InstanceStatus.READY for s in statuses):
             return None
         return task_transition(task=task, transition="ready")
 
 
-def task_fail(*, task_id, reason):
-    """A deploying or running task failed for good: ``failed`` with ``reason``, torn down, its GPUs re-offered.
+def task_fail(*, task_id, reason, run_id=None):
+    """Run ``run_id`` of a deploying or running task failed for good: ``failed`` with ``reason``, torn down,
+    its GPUs re-offered.
 
-    Quietly returns None when the task no longer holds GPUs (already stopped, killed or failed).
+    Quietly returns None when the task no longer holds GPUs (already stopped, killed or failed), or when
+    ``run_id`` is no longer its current run.
     """
     vc_id = Task.objects.filter(pk=task_id).values_list("virtual_cluster_id", flat=True).first()
     if vc_id is None:
@@ -145,12 +162,12 @@ def task_fail(*, task_id, reason):
     with transaction.atomic():
         clusters = lock_clusters([vc_id])
         task = Task.objects.select_for_update(of=("self",)).filter(pk=task_id, status__in=HOLDING).first()
-        if task is None:
+        if task is None or _stale(task, run_id, "failure"):
             return None
         task_transition(
             task=task, transition="fail", message=reason, endpoint_port=None, status_message=reason,
         )
-        dispatch.teardown_after_commit(task.pk)
+        dispatch.teardown_after_commit(task.pk, task.current_run_id)
         run_pass(clusters)
     return task
 
@@ -166,6 +183,9 @@ _SERVICES = {
 }
 
 
-def perform(action, *, task, user):
-    """Do ``action`` (one the catalogue does at once, not through a form) to ``task`` for ``user``."""
-    return _SERVICES[action](task=task, user=user)
+def perform(action, *, task, user, **options):
+    """Do ``action`` (one the catalogue does at once, not through a form) to ``task`` for ``user``.
+
+    ``options`` go to its service (force start: ``expected_victims``, the ids of the preview confirmed).
+    """
+    return _SERVICES[action](task=task, user=user, **options)

@@ -17,6 +17,12 @@ from .runtimes.base import RuntimeFailure, TransientRuntimeError
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 6
+# Transient runtime errors are retried by Celery itself, backing off exponentially with jitter (so a thousand
+# deploys retrying through an API outage do not come back at once); no worker sleeps in a retry loop.
+RETRY = {
+    "autoretry_for": (TransientRuntimeError,), "retry_backoff": True, "retry_backoff_max": 60,
+    "retry_jitter": True, "max_retries": MAX_RETRIES,
+}
 # How often a deploying task is looked at between apply and ready (the fast path; reconcile is the
 # net): soon after apply, then less often, so a model that loads for minutes does not hammer the API.
 WATCH_FIRST_SECONDS = 0.5
@@ -27,21 +33,17 @@ def _next_watch(interval):
     return min(WATCH_LONGEST_SECONDS, interval * 1.5)
 
 
-def _backoff(retries):
-    return min(60, 2**retries)
-
-
 @shared_task(acks_late=True, ignore_result=True)
 def schedule_all():
     """Beat's net: the pass over every VC (each service that changes a queue runs its VC's pass itself)."""
     scheduling.schedule_all()
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
-def deploy_task(self, task_id):
-    """Apply a deploying task's placements through the runtime, then watch it until it is ready or failed."""
+@shared_task(bind=True, acks_late=True, ignore_result=True, **RETRY)
+def deploy_task(self, task_id, run_id=None):
+    """Apply run ``run_id`` of a deploying task through the runtime, then watch it until it is ready or failed."""
     try:
-        status = jobs.deploy(task_id)
+        status = jobs.deploy(task_id, run_id)
     except TransientRuntimeError as exc:
         if self.request.retries >= self.max_retries:
             jobs.fail(
@@ -50,39 +52,39 @@ def deploy_task(self, task_id):
                     N_("The runtime could not be reached to deploy the task: %(error)s — start it again later."),
                     error=str(exc),
                 ),
+                run_id,
             )
             return
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        raise  # retried by Celery (RETRY)
     except RuntimeFailure as exc:
-        jobs.fail(task_id, exc.sentence)
+        jobs.fail(task_id, exc.sentence, run_id)
         return
     if status == "deploying":
-        watch_task.apply_async((task_id, WATCH_FIRST_SECONDS), countdown=WATCH_FIRST_SECONDS)
+        watch_task.apply_async((task_id, run_id), {"interval": WATCH_FIRST_SECONDS}, countdown=WATCH_FIRST_SECONDS)
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def watch_task(task_id, interval=WATCH_FIRST_SECONDS):
-    """Observe a deploying task; look again (a little later each time) while it is still deploying."""
-    try:
-        status = jobs.observe_task(task_id)
-    except TransientRuntimeError:
-        logger.warning("watch: task %s could not be observed now", task_id, exc_info=True)
-        status = "deploying"
-    if status == "deploying":
+def watch_task(task_id, run_id=None, interval=WATCH_FIRST_SECONDS):
+    """Observe a deploying run; look again (a little later each time) while it is still deploying.
+
+    The watch ends with the run: ready, failed, stopped, or past the deploy timeout, which holds even while the
+    runtime cannot be reached (``jobs.watch``).
+    """
+    if jobs.watch(task_id, run_id) == "deploying":
         interval = _next_watch(interval)
-        watch_task.apply_async((task_id, interval), countdown=interval)
+        watch_task.apply_async((task_id, run_id), {"interval": interval}, countdown=interval)
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
-def teardown_task(self, task_id):
-    """Archive the logs of the task's instances, then remove their workloads (absent ones are fine)."""
+@shared_task(bind=True, acks_late=True, ignore_result=True, **RETRY)
+def teardown_task(self, task_id, run_id=None):
+    """Archive the logs of the run's instances, then remove their workloads (absent ones are fine).
+
+    Past the retries, reconcile removes what is left (workloads of runs that ended).
+    """
     try:
-        jobs.teardown(task_id)
-    except TransientRuntimeError as exc:
-        # Past the retries, reconcile removes what is left (workloads of tasks not holding GPUs).
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        jobs.teardown(task_id, run_id)
     except RuntimeFailure:
-        logger.exception("teardown of task %s failed; reconcile will remove what is left", task_id)
+        logger.exception("teardown of run %s of task %s failed; reconcile will remove what is left", run_id, task_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)

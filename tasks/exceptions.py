@@ -22,7 +22,10 @@ class InvalidTransition(OperationRefused):
         label = Status(self.status).label
         operation = OPERATIONS.get(action)
         # The state is right but the pin is not: say which.
-        wrong_pin = operation is not None and self.status in operation.sources and operation.pinned is not None
+        wrong_pin = (
+            operation is not None and self.status in operation.sources
+            and operation.pinned is not None and operation.pinned != bool(pinned)
+        )
         if wrong_pin and operation.pinned:
             message = _("Cannot %(action)s task “%(task)s”: it is queued but not pinned.")
         elif wrong_pin:

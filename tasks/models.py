@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from deploy_portal.messages import SentenceField
@@ -9,7 +10,7 @@ from deploy_portal.messages import SentenceField
 from clusters.models import Node, Project, Storage, VirtualCluster
 from clusters.permissions import MANAGER_PERMISSIONS
 
-from .querysets import TaskInstanceQuerySet, TaskQuerySet
+from .querysets import TaskInstanceQuerySet, TaskQuerySet, TaskRunQuerySet
 from .states import Status
 
 
@@ -45,6 +46,10 @@ class Task(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     # The port the endpoint answers on while the task holds GPUs (the chosen or the picked one).
     endpoint_port = models.PositiveIntegerField(_("endpoint port"), null=True, blank=True)
+    # The run its started_at, queued_at, endpoint and instances are of: the latest start's.
+    current_run = models.ForeignKey(
+        "TaskRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("current run"),
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tasks", verbose_name=_("owner")
     )
@@ -108,6 +113,70 @@ class TaskMount(models.Model):
         return f"{self.storage} → {self.mount_path}"
 
 
+class RunOutcome(models.TextChoices):
+    STOPPED = "stopped", _("Stopped")
+    FAILED = "failed", _("Failed")
+    KILLED = "killed", _("Killed")
+
+
+class TaskRun(models.Model):
+    """One start of a task: from the queue (or straight to a machine) to the end, with its own instances and logs.
+
+    Everything the runtime reports is bound to a run's id: a report about a run that is no longer the task's
+    current one is ignored. Instances belong to their run and outlive it, with their archived logs.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField(_("number"))
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("started by"),
+    )
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    placed_at = models.DateTimeField(_("placed at"), null=True, blank=True)
+    running_at = models.DateTimeField(_("running at"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=RunOutcome.choices, blank=True)
+    reason = SentenceField(_("reason"))
+    killed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("killed by"),
+    )
+    killed_for = models.ForeignKey(
+        Task, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("killed for"),
+    )
+    # The configuration it ran with: image, SKUs, replicas, env names, mounts, command and args.
+    config = models.JSONField(_("configuration"), default=dict, blank=True)
+    # Why its logs could not be archived, if they could not (the teardown went on).
+    archive_error = models.TextField(_("log archive error"), blank=True)
+    # Its endpoint port, and when its teardown finished: the port is handed out again only a grace time after it.
+    endpoint_port = models.PositiveIntegerField(_("endpoint port"), null=True, blank=True)
+    torn_down_at = models.DateTimeField(_("torn down at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TaskRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="unique_run_number")]
+
+    def __str__(self):
+        return f"{self.task.name} #{self.number}"
+
+    @property
+    def ended(self):
+        return self.ended_at is not None
+
+    @property
+    def duration(self):
+        """From placement to the end (or now), None while it never left the queue."""
+        if self.placed_at is None:
+            return None
+        return (self.ended_at or timezone.now()) - self.placed_at
+
+
 class InstanceStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     STARTING = "starting", _("Starting")
@@ -120,8 +189,12 @@ class TaskInstance(models.Model):
     """One running copy of a task, on the machine the scheduler chose for it."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="instances")
+    run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="instances", verbose_name=_("run"))
     index = models.PositiveIntegerField(_("index"))
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="instances", verbose_name=_("machine"))
+    # A machine may be deleted once nothing holds it: the instance keeps its name.
+    node = models.ForeignKey(
+        Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="instances", verbose_name=_("machine"),
+    )
     node_name = models.CharField(_("node name"), max_length=253)
     gpu_type = models.CharField(_("GPU type"), max_length=100)
     sku_count = models.PositiveIntegerField(_("SKU count"))
@@ -132,6 +205,8 @@ class TaskInstance(models.Model):
     )
     restarts = models.PositiveIntegerField(_("restarts"), default=0)
     handle = models.CharField(_("runtime handle"), max_length=255, blank=True)
+    # The port it listens on, when the runtime picked one of its own (the local runtime's instances 1…).
+    port = models.PositiveIntegerField(_("port"), null=True, blank=True)
     message = SentenceField(_("message"))
     log_archive = models.TextField(_("archived log"), blank=True)
     log_archived = models.BooleanField(_("log archived"), default=False)
@@ -142,10 +217,10 @@ class TaskInstance(models.Model):
     objects = TaskInstanceQuerySet.as_manager()
 
     class Meta:
-        ordering = ["task", "index"]
+        ordering = ["task", "-run", "index"]
         verbose_name = _("instance")
         verbose_name_plural = _("instances")
-        constraints = [models.UniqueConstraint(fields=["task", "index"], name="unique_instance_index")]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_instance_index_per_run")]
         indexes = [models.Index(fields=["node", "task"], name="instance_node_idx")]
 
     def __str__(self):

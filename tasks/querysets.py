@@ -26,6 +26,13 @@ class TaskQuerySet(models.QuerySet):
         return self.filter(status=Status.QUEUED)
 
 
+class TaskRunQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Runs of the tasks the user may see."""
+        tasks = self.model._meta.get_field("task").related_model.objects
+        return self.filter(task__in=tasks.visible_to(user))
+
+
 class TaskInstanceQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Instances of the tasks the user may see."""
@@ -33,5 +40,8 @@ class TaskInstanceQuerySet(models.QuerySet):
         return self.filter(task__in=tasks.visible_to(user))
 
     def holding(self):
-        """Instances that count against their machine: those of tasks holding GPUs."""
-        return self.filter(task__status__in=HOLDING)
+        """Instances that count against their machine: those of the current run of a task holding GPUs."""
+        return self.filter(task__status__in=HOLDING, run_id=models.F("task__current_run_id"))
+
+    def of_current_run(self):
+        return self.filter(run_id=models.F("task__current_run_id"))

@@ -6,14 +6,16 @@ event in the same transaction.
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from deploy_portal.messages import N_, Sentence
 
 from .access import check_action
 from .exceptions import InvalidTransition
-from .models import Task, TaskEvent, TaskMount
-from .states import TRANSITIONS, Action
+from .models import Task, TaskEvent, TaskMount, TaskRun
+from .states import TRANSITIONS, Action, Status
 from .validation import NAME_MAX_LENGTH, clean_mount_path, validate_task_config
 
 CONFIG_FIELDS = (
@@ -75,7 +77,9 @@ def task_create(*, user, data):
 
 
 def _lock(task):
-    return Task.objects.select_for_update().select_related("virtual_cluster", "project").get(pk=task.pk)
+    """Lock the task's row alone (``of=self``): an edit never holds its VC's row, so it neither deadlocks with a
+    start (which locks the VC, then the task) nor makes the scheduling pass skip the VC."""
+    return Task.objects.select_for_update(of=("self",)).select_related("virtual_cluster", "project").get(pk=task.pk)
 
 
 def grants_holder(*, task, user):
@@ -135,27 +139,88 @@ def task_copy(*, task, user, overrides=None):
     return new
 
 
-def task_transition(*, task, transition, actor=None, message="", operation=None, **fields):
+def run_config(task):
+    """What a run ran with (``TaskRun.config``): image, SKUs, replicas, env names (not values), mounts, command."""
+    return {
+        "image": task.image, "sku_count": task.sku_count, "replicas": task.replicas,
+        "gpu_type": task.virtual_cluster.gpu_type, "sku_gpus": task.virtual_cluster.sku_gpus,
+        "env_names": [str(item.get("name", "")) for item in task.env],
+        "mounts": [{"storage": m.storage.name, "mount_path": m.mount_path} for m in task.mounts.select_related("storage")],
+        "command": list(task.command), "args": list(task.args),
+        "expose_port": task.expose_port, "container_port": task.container_port,
+    }
+
+
+def bulk_current_runs(tasks):
+    """Give each of ``tasks`` (rows written in bulk, as benchmarks and fixtures build a world) a current run,
+    numbered after its last one: {task id: run}."""
+    last = dict(
+        TaskRun.objects.filter(task__in=tasks).values("task_id").annotate(last=Max("number")).values_list("task_id", "last")
+    )
+    runs = TaskRun.objects.bulk_create(
+        [TaskRun(task=task, number=last.get(task.pk, 0) + 1, placed_at=task.started_at, queued_at=task.queued_at)
+         for task in tasks],
+        batch_size=2000,
+    )
+    for task, run in zip(tasks, runs, strict=True):
+        task.current_run = run
+    Task.objects.bulk_update(tasks, ["current_run"], batch_size=2000)
+    return {run.task_id: run for run in runs}
+
+
+def _move_run(task, row, *, actor, message, now, killed_for=None):
+    """What ``row`` does to the task's run: start a new one, stamp the current one, or end it.
+
+    A task queued without a run (rows written by hand) gets one when it is placed.
+    """
+    if row.run == "start" or (row.run == "placed" and task.current_run_id is None):
+        last = TaskRun.objects.filter(task_id=task.pk).aggregate(last=Max("number"))["last"] or 0
+        run = TaskRun.objects.create(
+            task_id=task.pk, number=last + 1, started_by=actor if actor is not None and actor.is_authenticated else None,
+            queued_at=now if row.target == Status.QUEUED else None,
+            placed_at=now if row.target == Status.DEPLOYING else None,
+            config=run_config(task),
+        )
+        Task.objects.filter(pk=task.pk).update(current_run=run)
+        task.current_run = run
+        return
+    runs = TaskRun.objects.filter(pk=task.current_run_id, ended_at__isnull=True)
+    if row.run == "placed":
+        runs.update(placed_at=now)
+    elif row.run == "running":
+        runs.update(running_at=now)
+    else:  # end: the outcome is the state the task ends in
+        killer = actor if row.target == Status.KILLED and actor is not None and actor.is_authenticated else None
+        runs.update(ended_at=now, outcome=row.target, reason=message, killed_by=killer, killed_for=killed_for)
+
+
+def task_transition(*, task, transition, actor=None, message="", operation=None, killed_for=None, **fields):
     """Move ``task`` along one row of the transition table, or raise InvalidTransition.
 
     The row is locked, then changed by a conditional ``UPDATE … WHERE status IN (sources)``:
-    two concurrent transitions of one task cannot both win. Writes the timeline event; call inside a transaction.
-    Returns the task as it now is.
+    two concurrent transitions of one task cannot both win. Writes the timeline event and moves the task's run
+    (``Transition.run``: a start opens run N+1, an end closes the current one with its outcome and reason);
+    call inside a transaction. Returns the task as it now is.
     """
     row = TRANSITIONS[transition]
-    current = Task.objects.select_for_update().filter(pk=task.pk).values_list("status", "pinned").first()
-    status, pinned = current if current else (task.status, task.pinned)
+    current = (
+        Task.objects.select_for_update(of=("self",)).filter(pk=task.pk)
+        .values_list("status", "pinned", "current_run_id").first()
+    )
+    status, pinned, run_id = current if current else (task.status, task.pinned, None)
     updated = current is not None and status in row.sources
     if updated:
         updated = Task.objects.filter(pk=task.pk, status__in=row.sources).update(status=row.target, **fields)
     if not updated:
         task.status, task.pinned = status, pinned
         raise InvalidTransition(task=task, action=operation or transition, status=status, pinned=pinned)
-    task.status = row.target
+    task.status, task.current_run_id = row.target, run_id
     for key, value in fields.items():
         setattr(task, key, value)
+    message = message or Sentence(row.label)
+    _move_run(task, row, actor=actor, message=message, now=timezone.now(), killed_for=killed_for)
     event_record(
-        task=task, operation=operation or transition, actor=actor, message=message or Sentence(row.label),
+        task=task, operation=operation or transition, actor=actor, message=message,
         from_status=status, to_status=row.target,
     )
     return task

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import gettext_noop as N_
+
+from deploy_portal.messages import N_
 
 from clusters.permissions import FORCE_START_TASK, PIN_TASK, perm
 
@@ -37,22 +38,23 @@ class Transition:
     sources: frozenset
     target: str
     label: str  # a message id: the event's words when the caller gives none (deploy_portal.messages)
+    run: str  # what it does to the task's run: "start" a new one, mark it "queued" / "placed" / "running", or "end" it
 
 
-def _t(name, sources, target, label):
-    return Transition(name, frozenset(sources), target, label)
+def _t(name, sources, target, label, run):
+    return Transition(name, frozenset(sources), target, label, run)
 
 
 TRANSITIONS = {
     t.name: t
     for t in (
-        _t("deploy", STARTABLE, Status.DEPLOYING, N_("started and placed")),
-        _t("enqueue", STARTABLE, Status.QUEUED, N_("started and queued")),
-        _t("place", {Status.QUEUED}, Status.DEPLOYING, N_("placed by the scheduler")),
-        _t("ready", {Status.DEPLOYING}, Status.RUNNING, N_("every instance is ready")),
-        _t("fail", HOLDING, Status.FAILED, N_("failed")),
-        _t("stop", {Status.QUEUED, Status.DEPLOYING, Status.RUNNING, Status.FAILED}, Status.STOPPED, N_("stopped")),
-        _t("kill", HOLDING, Status.KILLED, N_("killed to make room for a force start")),
+        _t("deploy", STARTABLE, Status.DEPLOYING, N_("started and placed"), "start"),
+        _t("enqueue", STARTABLE, Status.QUEUED, N_("started and queued"), "start"),
+        _t("place", {Status.QUEUED}, Status.DEPLOYING, N_("placed by the scheduler"), "placed"),
+        _t("ready", {Status.DEPLOYING}, Status.RUNNING, N_("every instance is ready"), "running"),
+        _t("fail", HOLDING, Status.FAILED, N_("failed"), "end"),
+        _t("stop", {Status.QUEUED, Status.DEPLOYING, Status.RUNNING, Status.FAILED}, Status.STOPPED, N_("stopped"), "end"),
+        _t("kill", HOLDING, Status.KILLED, N_("killed to make room for a force start"), "end"),
     )
 }
 

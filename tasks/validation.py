@@ -63,13 +63,19 @@ def port_in_use_message(port):
     return _("The external port %(port)s is already used by a running task.") % {"port": port}
 
 
-def parse_quantity(value):
-    """Bytes in a Kubernetes quantity with a unit (``60G``, ``512Mi``), by Kubernetes' own parser; None if it is not one.
+# The API server's grammar of a size with a unit (its binary and decimal suffixes; no exponent, no "K", no
+# milli-bytes): the Python client's parser alone accepts more than the server does ("60K", "1 G", "1e3G").
+QUANTITY_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)$")
 
-    A number without a unit is refused: as bytes it is almost always a mistake.
+
+def parse_quantity(value):
+    """Bytes in a Kubernetes quantity with a unit (``60G``, ``512Mi``), as the API server reads it; None if it is not one.
+
+    The grammar is the server's; the value comes from Kubernetes' own parser. A number without a unit is
+    refused: as bytes it is almost always a mistake.
     """
     text = str(value).strip()
-    if not text or not text[-1].isalpha():
+    if not QUANTITY_RE.match(text):
         return None
     try:
         return int(kubernetes_quantity(text))

@@ -144,3 +144,21 @@ def task_data(world, **overrides):
     }
     data.update(overrides)
     return data
+
+
+def current_run(task):
+    """The task's current run, made (as a placement would) when a test builds a holding task by hand."""
+    from tasks.services import bulk_current_runs
+
+    from django.utils import timezone
+
+    from tasks.models import TaskRun
+    from tasks.states import HOLDING, Status
+
+    task.refresh_from_db(fields=["current_run", "status"])
+    if task.current_run_id is None:
+        bulk_current_runs([task])
+        if task.status not in HOLDING and task.status != Status.QUEUED:  # a run that has ended
+            TaskRun.objects.filter(pk=task.current_run_id).update(ended_at=timezone.now())
+            task.current_run.refresh_from_db()
+    return task.current_run

@@ -16,6 +16,8 @@ from rest_framework.views import set_rollback
 
 from tasks.exceptions import OperationRefused
 
+from .tasks.serializers import ForceStartVictimSerializer
+
 
 def validation_detail(error):
     """A Django ValidationError as DRF's ``{field: [messages]}``; errors without a field go under non_field_errors."""
@@ -43,7 +45,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, OperationRefused):
         set_rollback()
-        return Response(
-            {"detail": str(exc.message), "status": refusal_status(exc)}, status=status.HTTP_409_CONFLICT
-        )
+        body = {"detail": str(exc.message), "status": refusal_status(exc)}
+        if getattr(exc, "victims", None) is not None:  # a force start whose victims changed since the preview
+            body["victims"] = ForceStartVictimSerializer(exc.victims, many=True).data
+        return Response(body, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)

@@ -1,4 +1,4 @@
-"""The OpenAPI schema documents the error answers ``api_exceptions`` gives, on every operation that can give them."""
+"""The OpenAPI schema documents the error answers ``deploy_portal.api.exceptions`` gives, on every operation that can give them."""
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.openapi import AutoSchema

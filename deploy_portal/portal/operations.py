@@ -16,7 +16,7 @@ from tasks.exceptions import OperationRefused
 from tasks.states import OPERATIONS, Action
 
 from .live import login_required
-from .tasks import visible_task
+from .task_pages import visible_task
 
 # The operations done at once (no form of their own): their URL is ``tasks/<pk>/<action>/``.
 ACTIONS = [action for action, operation in OPERATIONS.items() if not operation.form]
@@ -48,7 +48,10 @@ def task_operation(request, pk, action):
         template = "portal/_confirm.html" if request.htmx else "portal/confirm.html"
         return render(request, template, context)
     try:
-        perform(action, task=task, user=request.user)
+        options = {}
+        if action == Action.FORCE_START:  # bound to the preview the manager confirmed
+            options["expected_victims"] = [int(v) for v in request.POST.getlist("victim") if v.isascii() and v.isdigit()]
+        perform(action, task=task, user=request.user, **options)
     except OperationRefused as refused:
         messages.error(request, refused.message)
         return redirect(_back(request, detail))

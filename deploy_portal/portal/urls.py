@@ -2,7 +2,8 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tasks, tokens
+from . import evaluations, operations, queue, tokens
+from . import task_pages as tasks
 
 app_name = "portal"
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("tasks/<int:pk>/models/", tasks.task_models, name="task-models"),
     path("tasks/<int:pk>/instances/", tasks.task_instances, name="task-instances"),
     path("tasks/<int:pk>/instances/live/", tasks.task_instances_live, name="task-instances-live"),
+    path("tasks/<int:pk>/runs/", tasks.task_runs, name="task-runs"),
     path("tasks/<int:pk>/copy/", tasks.task_copy, name="task-copy"),
     path("tasks/<int:pk>/edit/", tasks.task_edit, name="task-edit"),
     re_path(

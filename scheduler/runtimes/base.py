@@ -1,7 +1,8 @@
 """The interface both runtimes implement, and the plain data they answer with.
 
-A runtime turns a task's placements (its ``TaskInstance`` rows) into real workloads and
-reports what it sees. It never changes a task's state: what it observes goes back through
+A runtime turns a run's placements (the ``TaskInstance`` rows of a ``TaskRun``; ``run.task`` is the
+configuration) into real workloads and reports what it sees. Every workload is labelled with its run and
+instance ids, so a run's teardown removes that run's workloads alone, whatever the task does next. It never changes a task's state: what it observes goes back through
 ``scheduler.jobs`` to the scheduler services.
 
 Every call is idempotent: ``apply`` creates only what is absent, ``teardown`` and
@@ -60,22 +61,23 @@ class InstanceObservation:
 class Workload:
     """A workload the runtime runs, as labelled by us: which task and which instance row it serves.
 
-    ``instance_id`` is None for what serves the task as a whole (a Kubernetes Service).
+    ``instance_id`` is None for what serves the run as a whole (a Kubernetes Service).
     """
 
     task_id: int
     instance_id: int | None
     handle: str
+    run_id: int | None = None
 
 
 class Runtime(abc.ABC):
     @abc.abstractmethod
-    def apply(self, task) -> None:
-        """Create the workloads of the task's instances that do not exist yet; record their handles."""
+    def apply(self, run) -> None:
+        """Create the workloads of the run's instances that do not exist yet; record their handles."""
 
     @abc.abstractmethod
-    def observe(self, task, snapshot=None) -> list[InstanceObservation]:
-        """The state of each of the task's instances, in index order.
+    def observe(self, run, snapshot=None) -> list[InstanceObservation]:
+        """The state of each of the run's instances, in index order.
 
         ``snapshot`` (from ``snapshot()``) lets one pass over many tasks share one read of the runtime.
         """
@@ -85,8 +87,8 @@ class Runtime(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def teardown(self, task) -> None:
-        """Remove every workload of the task (and its service); absent ones are fine."""
+    def teardown(self, run) -> None:
+        """Remove every workload of the run (and its service); absent ones are fine; other runs' are left alone."""
 
     @abc.abstractmethod
     def workloads(self) -> list[Workload]:
@@ -101,13 +103,21 @@ class Runtime(abc.ABC):
         """The live log of an instance (its last ``tail`` lines when given); raises LookupError when gone."""
 
     @abc.abstractmethod
+    def open_log(self, instance):
+        """``(size or None, a binary stream)`` of the live log, to read in chunks; raises LookupError when gone.
+
+        ``size``: the bytes there are now (a download ends there even while the instance keeps writing);
+        None when the runtime cannot tell (the stream ends by itself).
+        """
+
+    @abc.abstractmethod
     def log_tail_bytes(self, instance, limit: int) -> bytes:
         """At most the last ``limit`` bytes of the live log; raises LookupError when gone."""
 
-    def archive_logs(self, task) -> None:
-        """Keep the last ``LOG_ARCHIVE_BYTES`` of each instance's log in ``TaskInstance.log_archive``.
+    def archive_logs(self, run) -> None:
+        """Keep the last ``LOG_ARCHIVE_BYTES`` of each of the run's instance logs in ``TaskInstance.log_archive``.
 
         Instances already archived are left alone, so a second teardown keeps the first archive.
         """
-        for instance in task.instances.filter(log_archived=False):
+        for instance in run.instances.filter(log_archived=False):
             archive_instance_log(self, instance)

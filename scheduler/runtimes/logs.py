@@ -1,19 +1,13 @@
-"""Reading an instance's log wherever it lives: the runtime while the instance exists, else the archive.
-
-The portal and the API call ``instance_log_text`` (view, download). Teardown calls ``archive_instance_log`` first, so a failed, stopped or killed task's
-logs stay readable after its workloads are gone.
-"""
+"""Logs as the runtimes keep them: their tails as text, and the archive a teardown writes first, so a failed,
+stopped or killed run's logs stay readable after its workloads are gone. Reading a log wherever it lives is
+``scheduler.logs``."""
 
 import logging
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.http import content_disposition_header
-from django.utils.text import slugify
 
 from tasks.models import TaskInstance
-
-from . import get_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +29,8 @@ def tail_text(data: bytes, limit: int) -> str:
         newline = data.find(b"\n")
         if 0 <= newline < len(data) - 1:
             data = data[newline + 1 :]
-    return data.decode("utf-8", errors="replace")
-
-
-def instance_log_text(instance, tail=None) -> str:
-    """The instance's log (its last ``tail`` lines): live while the workload exists, else archived."""
-    if not instance.log_archived:
-        try:
-            return get_runtime().read_log(instance, tail=tail)
-        except LookupError:
-            pass
-    return tail_lines(instance.log_archive, tail)
-
-
-def instance_log_attachment(instance):
-    """The Content-Disposition of an instance's log download: ``<task-slug>-<task id>-<index>.log``.
-
-    Safe for any task name (newlines, quotes, Chinese): the name is slugified, the header encoded by Django.
-    """
-    filename = f"{slugify(instance.task.name, allow_unicode=True) or 'task'}-{instance.task_id}-{instance.index}.log"
-    return content_disposition_header(as_attachment=True, filename=filename)
+    # Any bytes at all: invalid UTF-8 becomes U+FFFD, and so does NUL, which a PostgreSQL text column cannot hold.
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def archive_instance_log(runtime, instance):

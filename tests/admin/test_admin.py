@@ -86,8 +86,13 @@ def test_pin_then_force_start_shows_victims_before_killing(world, manager_client
     assert "big-b" in page and "big-a" not in page  # one victim suffices: the most recently started
     assert Task.objects.get(pk=other.pk).status == Status.DEPLOYING  # nothing killed yet
 
+    # The confirmation carries the victims it showed: the deed kills those or none.
+    assert f'name="victim" value="{other.pk}"' in page
+    stale = _action(manager_client, "force_start_task", [urgent], confirm="yes", victim=[running.pk])
+    assert "have changed since the preview" in stale.content.decode()
+    assert Task.objects.get(pk=running.pk).status == Status.DEPLOYING
     with django_capture_on_commit_callbacks(execute=True):
-        _action(manager_client, "force_start_task", [urgent], confirm="yes")
+        _action(manager_client, "force_start_task", [urgent], confirm="yes", victim=[other.pk])
     statuses = dict(Task.objects.values_list("name", "status"))
     assert statuses == {"big-a": Status.DEPLOYING, "big-b": Status.KILLED, "urgent": Status.DEPLOYING}
     assert mail.outbox and "big-b" in mail.outbox[0].subject
@@ -241,6 +246,24 @@ def test_removing_a_machine_takes_out_a_queued_task_that_can_no_longer_ever_fit(
     assert big.status == Status.STOPPED
     with translation.override("en"):
         assert "can never run on h100" in str(big.status_message)
+
+
+def test_a_machine_nothing_holds_can_be_deleted_one_that_holds_cannot(world, manager_client):
+    """Instances of earlier runs no longer pin their machine for good (it was PROTECT): they keep its name."""
+    from scheduler.services import task_stop
+    from tasks.models import TaskInstance
+
+    done = _start(world, sku_count=8)
+    held_elsewhere = _start(world, sku_count=8)
+    task_stop(task=done, user=world.member)
+    free_node = TaskInstance.objects.get(task=done).node
+    busy_node = TaskInstance.objects.get(task=held_elsewhere).node
+    assert manager_client.get(reverse("admin:clusters_node_delete", args=[busy_node.pk])).status_code == 403
+    response = manager_client.post(reverse("admin:clusters_node_delete", args=[free_node.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    old = TaskInstance.objects.get(task=done)
+    assert old.node is None and old.node_name == free_node.name
+    assert TaskInstance.objects.get(task=held_elsewhere).node == busy_node
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from tasks.models import InstanceStatus, TaskInstance
 from tasks.states import Status
-from tests.factories import ManagerFactory, TaskFactory, UserFactory
+from tests.factories import ManagerFactory, TaskFactory, UserFactory, current_run
 
 
 def api_client(user=None):
@@ -31,7 +31,7 @@ def holding_task(
     task = world_task(world, name=name, status=status, **fields)
     node = node or world.nodes[0]
     TaskInstance.objects.create(
-        task=task, index=0, node=node, node_name=node.name, gpu_type=node.gpu_type, sku_count=task.sku_count,
+        task=task, run=current_run(task), index=0, node=node, node_name=node.name, gpu_type=node.gpu_type, sku_count=task.sku_count,
         gpu_count=task.sku_count, gpu_indices=[0], status=InstanceStatus.READY, log_archive=log, log_archived=True,
     )
     return task

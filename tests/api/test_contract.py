@@ -29,6 +29,9 @@ SPEC_TABLE = {
     "tasks/{id}/evaluations/": {"GET", "POST"},
     "evaluations/{id}/": {"GET"},
     "queue/": {"GET"},
+    # Issue 13 (newer than SPEC): every start is a run with its own instances and logs.
+    "tasks/{id}/runs/": {"GET"},
+    "runs/{id}/": {"GET"},
     # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
     "": {"GET"},
     "auth/token/": {"POST"},
@@ -76,7 +79,7 @@ def test_schema_and_docs_are_served(schema):
 
 @pytest.mark.parametrize("route, methods", [(r, m) for r, m in SPEC_TABLE.items() if "evaluations" not in r])
 def test_each_route_allows_exactly_specs_methods(world, running_task, route, methods):
-    ids = {"tasks": running_task.pk, "instances": running_task.instances.get().pk}
+    ids = {"tasks": running_task.pk, "instances": running_task.instances.get().pk, "runs": running_task.current_run_id}
     url = "/api/v1/" + route.replace("{id}", str(ids.get(route.split("/")[0], 0)))
 
     response = api_client(world.member).options(url)

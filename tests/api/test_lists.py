@@ -6,7 +6,7 @@ from tasks.models import TaskInstance
 from tasks.services import event_record
 from tasks.states import Status
 from tests.api.conftest import holding_task, world_task
-from tests.factories import ProjectFactory, StorageFactory, UserFactory, VirtualClusterFactory
+from tests.factories import ProjectFactory, StorageFactory, UserFactory, VirtualClusterFactory, current_run
 
 pytestmark = pytest.mark.django_db
 
@@ -167,7 +167,7 @@ def grow(world, timeline, start, stop):
     for i in range(start, stop):
         event_record(task=timeline, operation="note", actor=UserFactory(), message=f"note {i}")
         TaskInstance.objects.create(
-            task=timeline, index=i + 1, node=node, node_name=node.name, gpu_type=node.gpu_type, sku_count=1,
+            task=timeline, run=current_run(timeline), index=i + 1, node=node, node_name=node.name, gpu_type=node.gpu_type, sku_count=1,
             gpu_count=1,
         )
         project = ProjectFactory(members=[world.member])

@@ -15,7 +15,7 @@ from django.utils import translation
 
 from scheduler import services
 from scheduler.runtimes.local.records import RecordStore, group_members, is_alive
-from scheduler.runtimes.logs import instance_log_text
+from scheduler.logs import instance_log_text
 from tasks.models import Task, TaskInstance
 from tasks.states import Status
 from tests.factories import NodeFactory, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
@@ -154,3 +154,50 @@ def test_a_deploy_lost_with_its_worker_is_applied_again(one_gpu, live_stack, liv
         "The process was killed (SIGKILL), most likely out of memory — raise SKU count."
     )
     wait_until(lambda: not group_members(record.pid), 10)
+
+
+def test_a_crashed_runs_log_stays_readable_after_the_task_is_started_again(one_gpu, live_stack, live_worker):
+    """Start → crash → start again: the first run's log is still there, through the API and the portal."""
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    user = one_gpu[0]
+    # Run 1 crashes (with a NUL byte and invalid UTF-8 in its output, which PostgreSQL text cannot hold as is);
+    # run 2 serves.
+    marker = live_stack.runtime_dir / "second-run"
+    task = new_task(
+        one_gpu,
+        command=[
+            "sh", "-c",
+            f'if [ -e {marker} ]; then exec "$0" -m demo_model; fi; touch {marker}; '
+            "printf 'loading\\000weights \\377\\n'; echo 'CUDA error: out of memory' >&2; exit 3",
+            os.environ.get("PYTHON", __import__("sys").executable),
+        ],
+    )
+    services.task_start(task=task, user=user)
+    reach(task, Status.FAILED, live_worker)
+    first = Task.objects.get(pk=task.pk).current_run
+    crashed = first.instances.get()
+    wait_until(lambda: TaskInstance.objects.get(pk=crashed.pk).log_archived, 15, message=lambda: live_worker.log()[-3000:])
+
+    services.task_stop(task=Task.objects.get(pk=task.pk), user=user)  # SPEC: a failed task is stopped, then started
+    services.task_start(task=Task.objects.get(pk=task.pk), user=user)
+    reach(task, Status.RUNNING, live_worker)
+    task.refresh_from_db()
+    assert task.current_run.number == 2 and task.current_run_id != first.pk
+
+    api = APIClient()
+    api.force_authenticate(user)
+    runs = api.get(f"/api/v1/tasks/{task.pk}/runs/").json()["results"]
+    assert [(r["number"], r["outcome"]) for r in runs] == [(2, ""), (1, "failed")]
+    assert runs[1]["instances"][0]["id"] == crashed.pk
+    log = api.get(f"/api/v1/instances/{crashed.pk}/logs/", HTTP_ACCEPT="text/plain")
+    text = b"".join(log.streaming_content).decode()
+    assert "CUDA error: out of memory" in text and "loading\ufffdweights \ufffd" in text
+    assert [i["run"] for i in api.get(f"/api/v1/tasks/{task.pk}/instances/").json()["results"]] == [task.current_run_id]
+
+    portal = Client()
+    portal.force_login(user)
+    page = portal.get(f"/tasks/{task.pk}/runs/").content.decode()
+    assert f'data-instance="{crashed.pk}"' in page and f"/instances/{crashed.pk}/log/" in page
+    assert "CUDA error: out of memory" in portal.get(f"/instances/{crashed.pk}/log/").content.decode()

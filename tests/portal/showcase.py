@@ -11,6 +11,7 @@ from tasks.models import InstanceStatus, Task, TaskEvent, TaskInstance
 from tasks.services import event_record, task_create
 from tasks.states import Status
 from tests.factories import (
+    current_run,
     ManagerFactory,
     NodeFactory,
     ProjectFactory,
@@ -57,7 +58,7 @@ def build():
         Task.objects.filter(pk=task.pk).update(status=status, **fields)
         for index, node in enumerate(nodes):
             TaskInstance.objects.create(
-                task=task, index=index, node=node, node_name=node.name, gpu_type=node.gpu_type,
+                task=task, run=current_run(task), index=index, node=node, node_name=node.name, gpu_type=node.gpu_type,
                 sku_count=sku_count, gpu_count=sku_count * vc.sku_gpus, gpu_indices=list(range(sku_count)),
                 status=InstanceStatus.READY if status == Status.RUNNING else InstanceStatus.STARTING,
                 log_archive=SERVING_LOG, log_archived=True,

@@ -16,7 +16,7 @@ from evaluations.models import Evaluation, EvaluationStatus
 from tasks.models import InstanceStatus, Task, TaskInstance
 from tasks.services import task_create
 from tasks.states import Status
-from tests.factories import PASSWORD, ManagerFactory, task_data
+from tests.factories import PASSWORD, ManagerFactory, current_run, task_data
 from tests.test_translations import entries
 
 # Proper nouns, units and identifiers a Chinese engineer reads in Latin letters.
@@ -94,7 +94,7 @@ def zh_world(world, db):
     running = task_create(user=world.member, data=task_data(world, name="qwen-running"))
     Task.objects.filter(pk=running.pk).update(status=Status.DEPLOYING)
     TaskInstance.objects.create(
-        task=running, index=0, node=world.nodes[0], node_name=world.nodes[0].name, gpu_type="NVIDIA-H100",
+        task=running, run=current_run(running), index=0, node=world.nodes[0], node_name=world.nodes[0].name, gpu_type="NVIDIA-H100",
         sku_count=2, gpu_count=2, status=InstanceStatus.STARTING,
     )
     Evaluation.objects.create(

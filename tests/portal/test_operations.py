@@ -10,7 +10,7 @@ from pytest_django.asserts import assertContains, assertNotContains
 from tasks.models import Task, TaskInstance
 from tasks.services import task_create
 from tasks.states import Status
-from tests.factories import task_data
+from tests.factories import task_data, current_run
 
 
 def _op(task, action):
@@ -27,7 +27,7 @@ def _fill(world, *, name="filler", sku_count=8):
     Task.objects.filter(pk=task.pk).update(status=Status.RUNNING)
     for index, node in enumerate(world.nodes):
         TaskInstance.objects.create(
-            task=task, index=index, node=node, node_name=node.name, gpu_type=node.gpu_type,
+            task=task, run=current_run(task), index=index, node=node, node_name=node.name, gpu_type=node.gpu_type,
             sku_count=sku_count, gpu_count=sku_count,
         )
     return task
@@ -135,7 +135,13 @@ def test_a_manager_pins_then_force_starts_after_seeing_the_victims(manager_clien
     task.refresh_from_db()
     assert task.status == Status.QUEUED  # the preview changes nothing
 
-    response = manager_client.post(_op(task, "force_start"), follow=True)
+    # The confirmation posts the victims it showed; one that no longer matches kills nothing.
+    assertContains(preview, f'name="victim" value="{filler.pk}"')
+    stale = manager_client.post(_op(task, "force_start"), {"victim": []}, follow=True)
+    assertContains(stale, "have changed since the preview")
+    filler.refresh_from_db()
+    assert filler.status == Status.RUNNING
+    response = manager_client.post(_op(task, "force_start"), {"victim": [filler.pk]}, follow=True)
     assertContains(response, "Task “qwen-7b” force-started.")
     task.refresh_from_db()
     filler.refresh_from_db()

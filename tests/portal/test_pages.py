@@ -14,6 +14,7 @@ from tasks.models import InstanceStatus, TaskInstance
 from tasks.services import task_create
 from tasks.states import Status
 from tests.factories import (
+    current_run,
     PASSWORD,
     ProjectFactory,
     TaskFactory,
@@ -34,7 +35,7 @@ def _task(world, **fields):
 
 def _instance(task, node, **fields):
     defaults = {"index": 0, "node": node, "node_name": node.name, "gpu_type": "NVIDIA-H100", "sku_count": 2, "gpu_count": 2}
-    return TaskInstance.objects.create(task=task, **{**defaults, **fields})
+    return TaskInstance.objects.create(task=task, run=current_run(task), **{**defaults, **fields})
 
 
 @pytest.mark.django_db
@@ -192,7 +193,7 @@ def test_the_instances_tab_lists_instances_with_their_logs(member_client, world)
     assert log.content.decode() == "line 2\n<script>alert(1)</script>\n"
     download = member_client.get(reverse("portal:instance-log-download", args=[instance.pk]))
     assert download["Content-Disposition"] == f'attachment; filename="{task.name}-{task.pk}-0.log"'
-    assert download.content.decode().startswith("line 1\n")
+    assert download.streaming and b"".join(download.streaming_content).decode().startswith("line 1\n")
 
 
 @pytest.mark.django_db

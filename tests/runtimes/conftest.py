@@ -7,17 +7,22 @@ import pytest
 
 from tasks.models import TaskInstance
 from tasks.states import Status
+from tests.factories import current_run
 
 
 def place(task, nodes, *, status=Status.DEPLOYING, endpoint_port=None):
     """Give ``task`` instance rows on ``nodes`` (one per replica) the way a placement does, and a holding status."""
     vc = task.virtual_cluster
+    task.status = status
+    task.endpoint_port = endpoint_port
+    task.save(update_fields=["status", "endpoint_port"])
     used = {}
     for index, node in zip(range(task.replicas), nodes, strict=False):
         first = used.get(node.pk, 0)
         gpus = task.sku_count * vc.sku_gpus
         TaskInstance.objects.create(
             task=task,
+            run=current_run(task),
             index=index,
             node=node,
             node_name=node.name,
@@ -27,9 +32,6 @@ def place(task, nodes, *, status=Status.DEPLOYING, endpoint_port=None):
             gpu_indices=list(range(first, first + gpus)),
         )
         used[node.pk] = first + gpus
-    task.status = status
-    task.endpoint_port = endpoint_port
-    task.save(update_fields=["status", "endpoint_port"])
     return task
 
 
@@ -170,8 +172,6 @@ def kube_runtime(kube, settings):
         namespace="deploy-portal",
         image_pull_secrets=["regcred"],
         request_timeout=0.5,
-        retries=3,
-        backoff=0.01,
     )
     # get_runtime() answers this one while the test runs.
     runtimes._runtimes[("kubernetes", "deploy-portal")] = runtime

@@ -15,22 +15,20 @@ pytestmark = pytest.mark.django_db
 class ScriptedRuntime(Runtime):
     """A runtime whose ``apply`` raises what the test says and which records every call."""
 
-    name = "scripted"
-
     def __init__(self, error=None):
         self.error, self.calls = error, []
 
-    def apply(self, task):
-        self.calls.append(("apply", task.pk))
+    def apply(self, run):
+        self.calls.append(("apply", run.task_id))
         if self.error is not None:
             raise self.error
 
-    def observe(self, task, snapshot=None):
-        self.calls.append(("observe", task.pk))
-        return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in task.instances.all()]
+    def observe(self, run, snapshot=None):
+        self.calls.append(("observe", run.task_id))
+        return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in run.instances.all()]
 
-    def teardown(self, task):
-        self.calls.append(("teardown", task.pk))
+    def teardown(self, run):
+        self.calls.append(("teardown", run.task_id))
 
     def workloads(self):
         return []
@@ -39,6 +37,9 @@ class ScriptedRuntime(Runtime):
         self.calls.append(("remove", workload))
 
     def read_log(self, instance, tail=None):
+        raise LookupError(instance.pk)
+
+    def open_log(self, instance):
         raise LookupError(instance.pk)
 
     def log_tail_bytes(self, instance, limit):
@@ -96,8 +97,10 @@ def test_a_transient_error_is_retried_and_past_the_retries_fails_the_task(script
     assert "could not be reached to deploy the task: connection refused" in render(task.status_message)
 
 
-def test_backoff_grows_and_is_bounded():
-    assert [tasks._backoff(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+def test_transient_errors_are_retried_by_celery_with_jittered_bounded_backoff():
+    for task in (tasks.deploy_task, tasks.teardown_task):
+        assert task.autoretry_for == (TransientRuntimeError,)
+        assert (task.retry_backoff, task.retry_backoff_max, task.retry_jitter) == (True, 60, True)
 
 
 def test_teardown_leaves_a_task_that_holds_gpus_again(scripted, placed):

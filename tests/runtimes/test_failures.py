@@ -189,3 +189,17 @@ def test_a_mount_problem_is_reported_while_pending():
     ]
     observation = classify(pod(waiting("ContainerCreating")), events)
     assert observation.status == InstanceStatus.PENDING and "storage cannot be mounted" in render(observation.message)
+
+
+def test_a_container_ready_again_after_an_oom_restart_is_not_failed():
+    """restartPolicy is Always: an OOMKilled in lastState of a container the kubelet restarted and that is ready
+    again does not fail the instance (it used to, at once); one not ready again still does."""
+    ready = {"type": "Ready", "status": "True"}
+    again = {
+        "state": {"running": {}}, "ready": True, "restartCount": 1,
+        "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+    }
+    assert classify(pod(again, phase="Running", conditions=[ready])).status == InstanceStatus.READY
+    starting = {**again, "ready": False}
+    observation = classify(pod(starting, phase="Running", conditions=[{"type": "Ready", "status": "False"}]))
+    assert observation.status == InstanceStatus.FAILED and "OOMKilled" in render(observation.message)

@@ -87,14 +87,14 @@ def test_apply_ready_logs_and_teardown(cluster, on_gpu_node):
     runtime, _ = cluster
     task = on_gpu_node(expose_port=False)
     try:
-        runtime.apply(task)
-        runtime.apply(task)  # idempotent
+        runtime.apply(task.current_run)
+        runtime.apply(task.current_run)  # idempotent
         assert eventually(lambda: jobs.observe_task(task.pk) == Status.RUNNING, 300)
-        assert [o.status for o in runtime.observe(task)] == [InstanceStatus.READY]
+        assert [o.status for o in runtime.observe(task.current_run)] == [InstanceStatus.READY]
         assert isinstance(runtime.read_log(task.instances.get(), tail=10), str)
     finally:
         Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
-        runtime.teardown(task)
+        runtime.teardown(task.current_run)
     assert eventually(lambda: not [w for w in runtime.workloads() if w.task_id == task.pk], 120)
 
 
@@ -102,10 +102,10 @@ def test_an_image_that_cannot_be_pulled_fails_fast(cluster, on_gpu_node):
     runtime, _ = cluster
     task = on_gpu_node(image="registry.k8s.io/deploy-portal/no-such-image:v0", command=[], expose_port=False)
     try:
-        runtime.apply(task)
+        runtime.apply(task.current_run)
         assert eventually(lambda: jobs.observe_task(task.pk) == Status.FAILED, 180)
         task.refresh_from_db()
         assert "cannot be pulled" in render(task.status_message)
     finally:
         Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
-        runtime.teardown(task)
+        runtime.teardown(task.current_run)

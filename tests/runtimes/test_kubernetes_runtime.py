@@ -14,6 +14,7 @@ from deploy_portal.messages import render
 from scheduler import jobs
 from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
 from tasks.models import InstanceStatus, Task, TaskMount
+from tasks.services import bulk_current_runs
 from tasks.states import Status
 from tests.factories import StorageFactory
 
@@ -67,7 +68,7 @@ def waiting(reason, message="", restarts=0, last=None):
 
 
 def test_apply_creates_bound_pods_with_limits_shm_volumes_env_and_a_service(kube, kube_runtime, task, world):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     pods = kube.objects("pods")
     assert sorted(pods) == [f"dp-task-{task.pk}-0", f"dp-task-{task.pk}-1"]
     first = pods[f"dp-task-{task.pk}-0"]
@@ -95,20 +96,20 @@ def test_apply_creates_bound_pods_with_limits_shm_volumes_env_and_a_service(kube
 
 
 def test_apply_replayed_creates_nothing_twice(kube, kube_runtime, task):
-    kube_runtime.apply(task)
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
+    kube_runtime.apply(task.current_run)
     assert len(kube.objects("pods")) == 2 and len(kube.objects("services")) == 1
     assert len(kube.requests("post", "pods")) == 4  # two answered 409, read back, kept
 
 
 def test_a_stale_pod_of_an_earlier_run_is_replaced(kube, kube_runtime, task):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     name = f"dp-task-{task.pk}-0"
     kube.patch("pods", name, {"metadata": {"labels": {"deploy-portal/instance-id": "999999"}}})
     with pytest.raises(TransientRuntimeError):
-        kube_runtime.apply(task)
+        kube_runtime.apply(task.current_run)
     assert name not in kube.objects("pods")
-    kube_runtime.apply(task)  # the Celery retry
+    kube_runtime.apply(task.current_run)  # the Celery retry
     assert kube.objects("pods")[name]["metadata"]["labels"]["deploy-portal/instance-id"] == str(
         task.instances.get(index=0).pk
     )
@@ -118,50 +119,55 @@ def test_a_node_port_still_allocated_creates_no_pod_until_the_service_exists(kub
     held = "Service is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
     kube.call(lambda k: k["post", k.resource("v1/services")][:1] << 422 << {"kind": "Status", "message": held})
     with pytest.raises(TransientRuntimeError):
-        kube_runtime.apply(task)
+        kube_runtime.apply(task.current_run)
     assert kube.objects("pods") == {} and set(task.instances.values_list("handle", flat=True)) == {""}
-    kube_runtime.apply(task)  # the Celery retry (or reconcile: the task is still unapplied)
+    kube_runtime.apply(task.current_run)  # the Celery retry (or reconcile: the task is still unapplied)
     assert len(kube.objects("services")) == 1 and len(kube.objects("pods")) == 2
 
 
-def test_server_errors_are_retried(kube, kube_runtime, task):
-    # The emulator stores the pod before answering 500, as a real API server may: the retry then
-    # meets 409, reads the pod back, and keeps it because it is this very instance's.
+def test_server_errors_are_transient_and_the_retry_completes_the_apply(kube, kube_runtime, task):
+    # One attempt per call, no sleeping in the worker: the Celery task retries. The emulator stores the pod
+    # before answering 500, as a real API server may: the retry then meets 409, reads the pod back, and keeps
+    # it because it is this very instance's.
     kube.call(lambda k: k["post", k.resource("v1/pods")][:1] << 500)
-    kube.call(lambda k: k["list", k.resource("v1/pods")][:2] << 502)
-    kube_runtime.apply(task)
+    kube.call(lambda k: k["list", k.resource("v1/pods")][:1] << 502)
+    with pytest.raises(TransientRuntimeError):
+        kube_runtime.apply(task.current_run)
+    kube_runtime.apply(task.current_run)
     assert len(kube.objects("pods")) == 2
     assert len(kube.requests("post", "pods")) == 3
-    assert [o.exists for o in kube_runtime.observe(task)] == [True, True]
-    assert len(kube.requests("get", "pods")) >= 4  # the read-back, two 502s, the answer
+    with pytest.raises(TransientRuntimeError):
+        kube_runtime.observe(task.current_run)
+    assert [o.exists for o in kube_runtime.observe(task.current_run)] == [True, True]
 
 
-def test_timeouts_are_retried(kube, kube_runtime, task):
+def test_a_timeout_is_transient_and_the_next_look_succeeds(kube, kube_runtime, task):
     async def slow(request):
         await asyncio.sleep(2)
         return {"items": []}
 
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     kube.call(lambda k: k["list", k.resource("v1/pods")][:1] << slow)
-    observations = kube_runtime.observe(task)
+    with pytest.raises(TransientRuntimeError):  # within the request timeout, not after it
+        kube_runtime.observe(task.current_run)
+    observations = kube_runtime.observe(task.current_run)
     assert [o.exists for o in observations] == [True, True]
-    assert len(kube.requests("get", "pods")) >= 2
 
 
 def test_errors_that_persist_are_transient_for_celery_and_refusals_are_permanent(kube, kube_runtime, task):
     kube.call(lambda k: k["list", k.resource("v1/pods")] << 503)
     with pytest.raises(TransientRuntimeError):
-        kube_runtime.observe(task)
+        kube_runtime.observe(task.current_run)
     kube.call(lambda k: k["post", k.resource("v1/pods")] << 422)
     with pytest.raises(RuntimeFailure):
-        kube_runtime.apply(task)
+        kube_runtime.apply(task.current_run)
 
 
 def test_a_refusal_says_what_the_api_server_said(kube, kube_runtime, task):
     quota = 'pods "dp-task-1-0" is forbidden: exceeded quota: gpu, requested: nvidia.com/gpu=2, limited: nvidia.com/gpu=1'
     kube.call(lambda k: k["post", k.resource("v1/pods")] << 403 << {"kind": "Status", "reason": "Forbidden", "message": quota})
     with pytest.raises(RuntimeFailure) as refused:
-        kube_runtime.apply(task)
+        kube_runtime.apply(task.current_run)
     assert str(refused.value.sentence).endswith(f": {quota}")
 
 
@@ -188,14 +194,14 @@ def test_a_refusal_says_what_the_api_server_said(kube, kube_runtime, task):
     ],
 )
 def test_pod_statuses_map_to_instance_states(kube, kube_runtime, task, status, instance_state, words):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     kube.patch("pods", f"dp-task-{task.pk}-1", {"status": status})
-    second = kube_runtime.observe(task)[1]
+    second = kube_runtime.observe(task.current_run)[1]
     assert second.status == instance_state and words in render(second.message)
 
 
 def test_observed_failure_fails_the_task_with_the_sentence(kube, kube_runtime, task):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     kube.patch("pods", f"dp-task-{task.pk}-0", {"status": running_ready()})
     kube.patch("pods", f"dp-task-{task.pk}-1", {"status": waiting("ImagePullBackOff", "Back-off pulling image")})
     assert jobs.observe_task(task.pk) == Status.FAILED
@@ -209,7 +215,7 @@ def test_observed_failure_fails_the_task_with_the_sentence(kube, kube_runtime, t
 
 
 def test_every_instance_ready_makes_the_task_running(kube, kube_runtime, task):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     kube.patch("pods", f"dp-task-{task.pk}-0", {"status": running_ready()})
     assert jobs.observe_task(task.pk) == Status.DEPLOYING
     kube.patch("pods", f"dp-task-{task.pk}-1", {"status": running_ready()})
@@ -218,49 +224,55 @@ def test_every_instance_ready_makes_the_task_running(kube, kube_runtime, task):
 
 def test_deploy_timeout_fails_the_task(kube, kube_runtime, task, settings):
     settings.DEPLOY_TIMEOUT_SECONDS = 0
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     assert jobs.observe_task(task.pk) == Status.FAILED
     task.refresh_from_db()
     assert "did not become ready within 0 seconds" in render(task.status_message)
 
 
 def test_teardown_removes_everything_and_replays(kube, kube_runtime, task):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task that holds nothing
-    kube_runtime.teardown(task)
+    kube_runtime.teardown(task.current_run)
     assert kube.objects("pods") == {} and kube.objects("services") == {}
-    kube_runtime.teardown(task)  # 404s are success
+    kube_runtime.teardown(task.current_run)  # 404s are success
 
 
 def test_a_late_teardown_of_an_earlier_run_spares_the_run_started_since(kube, kube_runtime, task):
-    """Stop, then start again before the stop's teardown ran: the new run's pods (same names) stay."""
-    kube_runtime.apply(task)
-    old_instances = {str(pk) for pk in task.instances.values_list("pk", flat=True)}
-    # The new run: fresh instance rows (new ids), a task holding GPUs again, its pods applied over the old names.
-    rows = list(task.instances.all())
-    task.instances.all().delete()
-    for row in rows:
-        row.pk = None
+    """Stop, then start again before the stop's teardown ran: the new run's pods and Service (same names) stay."""
+    first = task.current_run
+    kube_runtime.apply(first)
+    old_instances = {str(pk) for pk in first.instances.values_list("pk", flat=True)}
+    # The new run: fresh instance rows (new ids) of run 2, its pods applied over the old names.
+    second = bulk_current_runs([task])[task.pk]
+    for row in first.instances.all():
+        row.pk, row.run, row.handle = None, second, ""
         row.save()
-    Task.objects.filter(pk=task.pk).update(status=Status.DEPLOYING)
     for name in list(kube.objects("pods")):
         kube.call(lambda k, name=name: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", name)).delete())
-    kube_runtime.apply(task)
+    with pytest.raises(TransientRuntimeError):  # the Service of run 1 is replaced first
+        kube_runtime.apply(second)
+    kube_runtime.apply(second)  # the Celery retry
     new_instances = {pod["metadata"]["labels"]["deploy-portal/instance-id"] for pod in kube.objects("pods").values()}
     assert new_instances and not new_instances & old_instances
+    (service,) = kube.objects("services").values()
+    assert service["metadata"]["labels"]["deploy-portal/run-id"] == str(second.pk)
+    assert service["spec"]["selector"]["deploy-portal/run-id"] == str(second.pk)
 
-    kube_runtime.teardown(task)  # the earlier run's teardown, arriving late
+    kube_runtime.teardown(first)  # the earlier run's teardown, arriving late
     assert len(kube.objects("pods")) == 2 and len(kube.objects("services")) == 1
+    kube_runtime.teardown(second)
+    assert kube.objects("pods") == {} and kube.objects("services") == {}
 
 
 def test_reconcile_fails_a_task_whose_pod_vanished_and_removes_unknown_workloads(kube, kube_runtime, task, placed):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     Task.objects.filter(pk=task.pk).update(status=Status.RUNNING)
     kube.call(
         lambda k: k.objects.__getitem__((k.resource("v1/pods"), "deploy-portal", f"dp-task-{task.pk}-1")).delete()
     )
     ghost = placed(image=IMAGE, endpoint_port=30124)
-    kube_runtime.apply(ghost)
+    kube_runtime.apply(ghost.current_run)
     Task.objects.filter(pk=ghost.pk).update(status=Status.STOPPED)  # the database no longer holds it
     done = jobs.reconcile()
     task.refresh_from_db()
@@ -281,16 +293,16 @@ def test_logs_tail_follow_and_archive(kube, kube_runtime, task, settings):
             << b"loading\nserving on 8000\n"
         )
     )
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     instance = task.instances.get(index=0)
     assert kube_runtime.read_log(instance, tail=1) == "loading\nserving on 8000\n"
     assert kube.requests("get", "pods")[-1].params["tailLines"] == "1"
-    kube_runtime.archive_logs(task)
+    kube_runtime.archive_logs(task.current_run)
     instance.refresh_from_db()
     assert instance.log_archived and instance.log_archive == "serving on 8000\n"
-    kube_runtime.teardown(task)
+    kube_runtime.teardown(task.current_run)
     kube.call(lambda k: k["get", k.resource("v1/pods"), k.subresource("log")].override << 404)
-    from scheduler.runtimes.logs import instance_log_text
+    from scheduler.logs import instance_log_text
 
     assert instance_log_text(instance, tail=5) == "serving on 8000\n"
     assert sys.modules["scheduler.runtimes"].get_runtime() is kube_runtime
@@ -299,19 +311,19 @@ def test_logs_tail_follow_and_archive(kube, kube_runtime, task, settings):
 def test_a_reconcile_pass_lists_pods_once_and_a_pod_newer_than_its_snapshot_is_no_vanishing(
     kube, kube_runtime, task, placed
 ):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     snapshot = kube_runtime.snapshot()
     later = placed(image=IMAGE, endpoint_port=30125)
-    kube_runtime.apply(later)  # created after the snapshot
+    kube_runtime.apply(later.current_run)  # created after the snapshot
     lists_before = len(kube.requests("get", "pods"))
-    assert [o.exists for o in kube_runtime.observe(task, snapshot=snapshot)] == [True, True]
+    assert [o.exists for o in kube_runtime.observe(task.current_run, snapshot=snapshot)] == [True, True]
     assert len(kube.requests("get", "pods")) == lists_before  # answered from the snapshot
-    assert [o.exists for o in kube_runtime.observe(later, snapshot=snapshot)] == [True]
+    assert [o.exists for o in kube_runtime.observe(later.current_run, snapshot=snapshot)] == [True]
     assert len(kube.requests("get", "pods")) == lists_before + 1  # not in the snapshot: read anew
 
 
 def test_scheduling_failures_are_read_from_the_pods_events(kube, kube_runtime, task):
-    kube_runtime.apply(task)
+    kube_runtime.apply(task.current_run)
     name = f"dp-task-{task.pk}-0"
     long_ago = "2026-01-01T00:00:00Z"
     kube.patch(
@@ -345,7 +357,7 @@ def test_scheduling_failures_are_read_from_the_pods_events(kube, kube_runtime, t
             "message": "0/3 nodes are available: 1 Insufficient nvidia.com/gpu.",
         },
     )
-    first = kube_runtime.observe(task)[0]
+    first = kube_runtime.observe(task.current_run)[0]
     assert first.status == InstanceStatus.FAILED
     assert (
         "cannot be scheduled on its machine: 0/3 nodes are available: 1 Insufficient nvidia.com/gpu." in render(first.message)

@@ -41,7 +41,7 @@ def runtime(tmp_path, settings):
 
 
 def observe_until(runtime, task, status, timeout=15):
-    return wait_until(lambda: (obs := runtime.observe(task)) and all(o.status == status for o in obs) and obs, timeout)
+    return wait_until(lambda: (obs := runtime.observe(task.current_run)) and all(o.status == status for o in obs) and obs, timeout)
 
 
 def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, settings):
@@ -54,7 +54,7 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
         endpoint_port=port,
         nodes=[world.nodes[0]] * 2,
     )
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     observations = observe_until(runtime, task, InstanceStatus.READY)
     assert [o.index for o in observations] == [0, 1]
     first, second = (json.loads(runtime.read_log(i).splitlines()[0]) for i in task.instances.order_by("index"))
@@ -71,8 +71,8 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
 
 def test_apply_is_idempotent(runtime, placed):
     task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
-    runtime.apply(task)
-    runtime.apply(task)
+    runtime.apply(task.current_run)
+    runtime.apply(task.current_run)
     assert len(runtime.workloads()) == 1
     (instance,) = task.instances.all()
     assert runtime.store.load(instance.pk).pid == int(instance.handle)
@@ -83,7 +83,7 @@ def test_a_command_that_exits_fails_with_its_last_log_lines(runtime, placed):
         command=["sh", "-c", "echo loading weights; echo 'CUDA error: out of memory' >&2; exit 3"],
         endpoint_port=free_port(),
     )
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
     assert "The process exited with code 3 — check the command and the log." in render(observation.message)
     assert render(observation.message).endswith("loading weights\nCUDA error: out of memory")
@@ -91,7 +91,7 @@ def test_a_command_that_exits_fails_with_its_last_log_lines(runtime, placed):
 
 def test_a_command_that_cannot_run_fails_saying_so(runtime, placed):
     task = placed(command=["/nonexistent/serve"], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
     assert (
         "The command cannot be run: /nonexistent/serve: No such file or directory — check the command."
@@ -101,38 +101,38 @@ def test_a_command_that_cannot_run_fails_saying_so(runtime, placed):
 
 def test_teardown_terms_then_kills_and_forgets(runtime, placed):
     task = placed(replicas=2, command=[sys.executable, "-c", STUBBORN], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     records = [runtime.store.load(i.pk) for i in task.instances.all()]
     wait_until(lambda: all("ignoring" in runtime.read_log(i) for i in task.instances.all()), 10)
-    runtime.teardown(task)
+    runtime.teardown(task.current_run)
     assert not any(is_alive(r) for r in records)
     assert runtime.workloads() == []
     assert [path.name for path in runtime.store.root.iterdir() if path.name != "ports.lock"] == []
-    runtime.teardown(task)  # nothing left: still fine
+    runtime.teardown(task.current_run)  # nothing left: still fine
 
 
 def test_a_restarted_worker_finds_its_processes_and_notices_dead_ones(runtime, placed, settings):
     task = placed(replicas=2, command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     restarted = LocalRuntime(stop_grace=0.5)  # a new worker: no memory of what it started
-    assert [o.status for o in restarted.observe(task)] == [InstanceStatus.READY] * 2
+    assert [o.status for o in restarted.observe(task.current_run)] == [InstanceStatus.READY] * 2
     first, second = task.instances.order_by("index")
     os.killpg(runtime.store.load(first.pk).pid, signal.SIGKILL)
     real = runtime.store.load(second.pk)
     # As if the pid now belonged to another process: its start time differs from the recorded one.
     runtime.store.save(type(real)(**{**real.__dict__, "start_time": real.start_time + 1}))
-    dead, reused = wait_until(lambda: (obs := restarted.observe(task))[0].status == InstanceStatus.FAILED and obs, 10)
+    dead, reused = wait_until(lambda: (obs := restarted.observe(task.current_run))[0].status == InstanceStatus.FAILED and obs, 10)
     assert "vanished" in render(dead.message)
     assert reused.status == InstanceStatus.FAILED and "vanished" in render(reused.message)
     runtime.store.save(real)
-    restarted.teardown(task)
+    restarted.teardown(task.current_run)
     assert not group_members(real.pid)
 
 
 def test_a_command_orphaned_by_its_launcher_is_failed_and_still_stopped(runtime, placed):
     task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     record = runtime.store.load(task.instances.get().pk)
     command_pids = [pid for pid in group_members(record.pid) if pid != record.pid]
@@ -140,13 +140,13 @@ def test_a_command_orphaned_by_its_launcher_is_failed_and_still_stopped(runtime,
     os.kill(record.pid, signal.SIGKILL)  # the launcher dies; the model it started keeps serving
     (observation,) = observe_until(runtime, task, InstanceStatus.FAILED)
     assert "The process vanished" in render(observation.message)
-    runtime.teardown(task)
+    runtime.teardown(task.current_run)
     assert group_members(record.pid) == []
 
 
 def test_a_command_killed_by_sigkill_reads_as_out_of_memory(runtime, placed):
     task = placed(command=[sys.executable, "-c", SERVER], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.READY)
     record = runtime.store.load(task.instances.get().pk)
     (command_pid,) = [pid for pid in group_members(record.pid) if pid != record.pid]
@@ -158,13 +158,13 @@ def test_a_command_killed_by_sigkill_reads_as_out_of_memory(runtime, placed):
 def test_logs_tail_whole_and_archive(runtime, placed, settings):
     settings.LOG_ARCHIVE_BYTES = 64
     task = placed(command=["sh", "-c", "for i in $(seq 1 20); do echo line-$i; done"], endpoint_port=free_port())
-    runtime.apply(task)
+    runtime.apply(task.current_run)
     observe_until(runtime, task, InstanceStatus.FAILED)
     (instance,) = task.instances.all()
     assert runtime.read_log(instance, tail=2) == "line-19\nline-20\n"
     assert runtime.read_log(instance).splitlines() == [f"line-{i}" for i in range(1, 21)]
-    runtime.archive_logs(task)
-    runtime.teardown(task)
+    runtime.archive_logs(task.current_run)
+    runtime.teardown(task.current_run)
     instance.refresh_from_db()
     assert instance.log_archived and instance.log_archive.endswith("line-20\n")
     assert instance.log_archive.startswith("line-") and len(instance.log_archive.encode()) <= 64

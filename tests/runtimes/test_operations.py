@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.runtimes.base import InstanceObservation
-from scheduler.runtimes.logs import instance_log_text, tail_lines, tail_text
+from scheduler.logs import instance_log_text
+from scheduler.runtimes.logs import tail_lines, tail_text
 from deploy_portal.messages import render
 from scheduler.jobs import verdict
 from tasks.models import InstanceStatus
@@ -107,10 +108,48 @@ def test_the_log_is_read_live_then_from_the_archive(placed, settings, tmp_path):
     settings.DEPLOY_RUNTIME = "local"
     settings.LOCAL_RUNTIME_DIR = tmp_path
     task = placed(command=[sys.executable, "-c", "print('warming up'); print('ready')"], endpoint_port=None)
-    get_runtime().apply(task)
+    get_runtime().apply(task.current_run)
     instance = task.instances.get()
     wait_until(lambda: instance_log_text(instance) == "warming up\nready\n")
-    get_runtime().archive_logs(task)
-    get_runtime().teardown(task)
+    get_runtime().archive_logs(task.current_run)
+    get_runtime().teardown(task.current_run)
     instance.refresh_from_db()
     assert instance.log_archived and instance_log_text(instance) == "warming up\nready\n"
+
+
+def test_an_archive_holds_any_bytes_nul_and_invalid_utf8_included():
+    """PostgreSQL text cannot hold NUL: one NUL in a crash log made the archive raise DataError and the teardown stop."""
+    text = tail_text(b"loading\x00weights \xff\xfe\ndone\n", 1024)
+    assert "\x00" not in text and text == "loading\ufffdweights \ufffd\ufffd\ndone\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_runs_alone_an_overlapping_one_returns_at_once(settings, tmp_path):
+    import threading
+
+    from django.db import connections
+
+    from scheduler import jobs
+
+    settings.DEPLOY_RUNTIME, settings.LOCAL_RUNTIME_DIR = "local", tmp_path
+    taken, release, answers = threading.Event(), threading.Event(), []
+
+    def hold():
+        try:
+            with jobs._singleton(jobs.RECONCILE_LOCK_KEY) as alone:
+                answers.append(alone)
+                taken.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(10)
+    try:
+        assert jobs.reconcile() is None  # another reconcile holds the lock
+    finally:
+        release.set()
+        thread.join(10)
+    assert answers == [True]
+    assert jobs.reconcile() == {"observed": [], "reapplied": [], "failed": [], "removed": []}

@@ -27,13 +27,13 @@ class Broken:
     def snapshot(self):
         return None
 
-    def apply(self, task):
-        self.applied.append(task.pk)
+    def apply(self, run):
+        self.applied.append(run.task_id)
         raise self.error
 
-    def observe(self, task, snapshot=None):
+    def observe(self, run, snapshot=None):
         return [
-            InstanceObservation(index=i.index, status=InstanceStatus.PENDING, exists=False) for i in task.instances.all()
+            InstanceObservation(index=i.index, status=InstanceStatus.PENDING, exists=False) for i in run.instances.all()
         ]
 
 
@@ -101,13 +101,13 @@ class ApplyingMeanwhile(Broken):
         self.task.instances.update(handle="applied-meanwhile")
         return {}
 
-    def apply(self, task):
-        self.applied.append(task.pk)
+    def apply(self, run):
+        self.applied.append(run.task_id)
 
-    def observe(self, task, snapshot=None):
+    def observe(self, run, snapshot=None):
         if snapshot is not None:  # what the pass read before the apply landed
-            return super().observe(task, snapshot)
-        return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in task.instances.all()]
+            return super().observe(run, snapshot)
+        return [InstanceObservation(index=i.index, status=InstanceStatus.STARTING) for i in run.instances.all()]
 
 
 def test_a_deploy_applied_while_the_pass_reads_the_runtime_is_not_taken_for_vanished(scene):

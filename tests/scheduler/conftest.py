@@ -27,7 +27,7 @@ def sent(monkeypatch):
 
     messages = []
     for name in ("deploy_task", "teardown_task"):
-        monkeypatch.setattr(getattr(tasks, name), "delay", lambda arg, name=name: messages.append((name, arg)))
+        monkeypatch.setattr(getattr(tasks, name), "delay", lambda task_id, run_id, name=name: messages.append((name, task_id)))
     return messages
 
 

@@ -191,14 +191,20 @@ def test_a_machine_added_or_uncordoned_starts_the_queue(make_cluster):
     assert statuses(waiting) == [Status.DEPLOYING]
 
 
-def test_a_placed_again_task_replaces_its_old_instances(make_cluster):
+def test_a_task_placed_again_gets_a_new_run_and_keeps_the_old_runs_instances(make_cluster):
     cluster = make_cluster(4)
     task = task_start(task=cluster.task(sku_count=2), user=cluster.owner)
-    old_ids = set(task.instances.values_list("pk", flat=True))
+    first = task.current_run
+    old_ids = set(first.instances.values_list("pk", flat=True))
     task_stop(task=task, user=cluster.owner)
     assert set(task.instances.values_list("pk", flat=True)) == old_ids  # kept for the logs
     task = task_start(task=task, user=cluster.owner)
-    assert task.instances.count() == 1 and not set(task.instances.values_list("pk", flat=True)) & old_ids
+    second = task.current_run
+    assert (first.number, second.number) == (1, 2)
+    assert set(first.instances.values_list("pk", flat=True)) == old_ids  # never deleted with a new placement
+    assert second.instances.count() == 1 and not set(second.instances.values_list("pk", flat=True)) & old_ids
+    first.refresh_from_db()
+    assert first.outcome == "stopped" and first.ended_at is not None and second.ended_at is None
 
 
 def test_the_periodic_pass_starts_what_any_cluster_can_start_now(make_cluster):

@@ -194,7 +194,7 @@ class Snapshot:
         self.nodes = list(Node.objects.filter(virtual_cluster_id__in=ids).select_related("virtual_cluster"))
         self.tasks = list(Task.objects.filter(virtual_cluster_id__in=ids).order_by("-pinned", "queued_at", "id"))
         self.instances = defaultdict(list)
-        for instance in TaskInstance.objects.filter(task__virtual_cluster_id__in=ids):
+        for instance in TaskInstance.objects.of_current_run().filter(task__virtual_cluster_id__in=ids):
             self.instances[instance.task_id].append(instance)
 
     def _nodes(self, vc):

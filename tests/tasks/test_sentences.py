@@ -86,11 +86,11 @@ def test_a_failure_written_by_a_chinese_speaking_worker_reads_in_english_and_in_
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_keeps_the_text_written_before_it():
+    task = TaskFactory()  # made with today's model, then the schema goes back to before the sentences
     executor = MigrationExecutor(connection)
     before, after = [("tasks", "0004_task_status_idx_with_id")], executor.loader.graph.leaf_nodes("tasks")
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
-    task = TaskFactory()
     OldEvent = apps.get_model("tasks", "TaskEvent")
     OldEvent.objects.create(task_id=task.pk, operation="stop", message="停止了 (written in 2026)")
     apps.get_model("tasks", "Task").objects.filter(pk=task.pk).update(status_message="Stopped by hand.")
@@ -113,3 +113,19 @@ def test_clauses_are_joined_with_the_languages_own_separator_even_when_stored_be
     assert said(reason, "zh-hans") == "共需要 4 个 SKU，空闲 2 个；前面还有 3 个任务"
     stored = Sentence.from_data(reason.to_data())  # as a row written before holds it: the separator as written
     assert stored.to_data()["sep"] == CLAUSES == "; " and said(stored, "zh-hans") == said(reason, "zh-hans")
+
+
+@pytest.mark.django_db
+def test_text_from_outside_with_a_nul_byte_is_stored():
+    """A crash log's last lines carried a NUL into a failure message: PostgreSQL refused it, and the observation
+    that should have failed the task raised instead, every reconcile, until the deploy timeout."""
+    from tasks.models import TaskInstance
+    from tests.factories import current_run
+
+    task = TaskFactory()
+    instance = TaskInstance.objects.create(
+        task=task, run=current_run(task), index=0, node_name="n", gpu_type="g", sku_count=1, gpu_count=1,
+        message=Sentence(N_("%(sentence)s Last log lines:\n%(lines)s"), sentence="exit 3", lines="loading\x00weights"),
+    )
+    instance.refresh_from_db()
+    assert said(instance.message, "en") == "exit 3 Last log lines:\nloading\ufffdweights"

@@ -137,9 +137,9 @@ def test_env_names_not_starting_with_letter_or_underscore_fail(name):
     assert check_env([{"name": name, "value": "v"}])
 
 
-@given(st.integers(min_value=1, max_value=10_000), st.sampled_from(["Ki", "Mi", "Gi", "K", "M", "G"]))
+@given(st.integers(min_value=1, max_value=10_000), st.sampled_from(["Ki", "Mi", "Gi", "k", "M", "G"]))
 def test_quantities_parse(number, unit):
-    assert parse_quantity(f"{number}{unit}") == number * {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 10**6, "G": 10**9}[unit]
+    assert parse_quantity(f"{number}{unit}") == number * {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 10**6, "G": 10**9}[unit]
 
 
 @pytest.mark.parametrize("path", ["/models", "/data/llm", "/root/.cache/huggingface", "/develop", "/system"])

@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from clusters.models import Project, Storage, VirtualCluster
 from tasks.access import allowed_actions
-from tasks.models import InstanceStatus, TaskEvent, TaskInstance, TaskType
+from tasks.models import InstanceStatus, RunOutcome, TaskEvent, TaskInstance, TaskRun, TaskType
 from tasks.states import Action, Status
 from tasks.validation import NOT_GRANTED
 
@@ -138,6 +138,14 @@ class ForceStartPreviewSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
 
 
+class ForceStartSerializer(serializers.Serializer):
+    victims = serializers.ListField(
+        child=serializers.IntegerField(), required=False, max_length=10_000,
+        help_text=_("The ids of the victims the preview showed: if the force start would now kill others, it answers "
+                    "409 with the new list and kills nothing."),
+    )
+
+
 class TaskEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
     message = SentenceField()
@@ -155,10 +163,38 @@ class TaskInstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = TaskInstance
         fields = [
-            "id", "task", "index", "node_name", "gpu_type", "gpu_count", "gpu_indices", "sku_count",
+            "id", "task", "run", "index", "node_name", "gpu_type", "gpu_count", "gpu_indices", "sku_count",
             "status", "status_display", "restarts", "message", "created_at", "ready_at", "finished_at",
         ]
         read_only_fields = fields
+
+
+class TaskRunSerializer(serializers.ModelSerializer):
+    """One start of a task: when it queued, was placed, ran and ended, how it ended, what it ran with."""
+
+    started_by = serializers.CharField(source="started_by.username", read_only=True, allow_null=True, default=None)
+    killed_by = serializers.CharField(source="killed_by.username", read_only=True, allow_null=True, default=None)
+    killed_for = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    outcome = serializers.ChoiceField(choices=RunOutcome.choices, read_only=True, allow_blank=True)
+    reason = SentenceField()
+    duration_seconds = serializers.SerializerMethodField()
+    gpu_count = serializers.SerializerMethodField()
+    instances = TaskInstanceSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = TaskRun
+        fields = [
+            "id", "task", "number", "started_by", "queued_at", "placed_at", "running_at", "ended_at", "outcome",
+            "reason", "killed_by", "killed_for", "config", "archive_error", "duration_seconds", "gpu_count",
+            "instances",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, run) -> float | None:
+        return None if run.duration is None else round(run.duration.total_seconds(), 3)
+
+    def get_gpu_count(self, run) -> int:
+        return sum(instance.gpu_count for instance in run.instances.all())
 
 
 class LogQuerySerializer(serializers.Serializer):
@@ -171,3 +207,6 @@ class RefusalSerializer(serializers.Serializer):
 
     detail = serializers.CharField()
     status = serializers.ChoiceField(choices=Status.choices, allow_null=True)
+    victims = ForceStartVictimSerializer(
+        many=True, required=False, help_text=_("A force start whose victims changed: the ones it would kill now.")
+    )

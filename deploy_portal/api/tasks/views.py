@@ -15,14 +15,14 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from scheduler.force_start import task_force_start_preview
-from scheduler.runtimes.logs import instance_log_attachment, instance_log_text
+from scheduler.logs import instance_log_attachment, instance_log_chunks, instance_log_text
 from scheduler.selectors import queue_info_for
 from scheduler.services import perform
 from tasks import services
 from tasks.access import check_action
 from tasks.exceptions import OperationRefused
 from tasks.filtersets import TaskFilterSet
-from tasks.models import Task, TaskInstance
+from tasks.models import Task, TaskInstance, TaskRun
 from tasks.states import Action, Status
 
 from ..renderers import PlainTextRenderer
@@ -30,16 +30,17 @@ from ..schema import DETAIL
 from ..scoping import ScopedViewMixin
 from .serializers import (
     ForceStartPreviewSerializer,
+    ForceStartSerializer,
     LogQuerySerializer,
     RefusalSerializer,
     TaskEventSerializer,
     TaskInstanceSerializer,
+    TaskRunSerializer,
     TaskSerializer,
 )
 
 REFUSED = OpenApiResponse(RefusalSerializer, description=_("The task's state does not allow this now."))
 MANAGERS_ONLY = OpenApiResponse(DETAIL, description=_("Only managers may do this."))
-LOG_CHUNK_BYTES = 64 * 1024
 # env and mounts are lists of objects, which form encodings cannot say: the schema offers JSON bodies.
 JSON_TASK = {"application/json": TaskSerializer}
 JSON_PARTIAL_TASK = {"application/json": TaskSerializer(partial=True)}
@@ -87,7 +88,7 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     def get_queryset(self):
         tasks = super().get_queryset()
-        if self.action in ("events", "instances"):
+        if self.action in ("events", "instances", "runs"):
             return tasks
         return tasks.select_related("owner", "project", "virtual_cluster").prefetch_related("mounts")
 
@@ -130,11 +131,11 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         services.task_delete(task=self.get_object(), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _operate(self, action):
+    def _operate(self, action, **options):
         task = self.get_object()
         check_action(task=task, user=self.request.user, action=action)
         try:
-            task = perform(action, task=task, user=self.request.user)
+            task = perform(action, task=task, user=self.request.user, **options)
         except OperationRefused as refusal:
             # Refusals for other reasons than the state ("can never fit") still name the state in the 409.
             refusal.task = getattr(refusal, "task", task)
@@ -167,12 +168,15 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         responses={200: ForceStartPreviewSerializer, 403: MANAGERS_ONLY, 409: REFUSED},
     )
     @operation_schema(
-        _("Force-start the pinned task, killing the previewed victims (managers)"), managers=True, methods=["POST"]
+        _("Force-start the pinned task, killing the previewed victims (managers)"), managers=True, methods=["POST"],
+        body={"application/json": ForceStartSerializer},
     )
     @action(detail=True, methods=["get", "post"], url_path="force-start", url_name="force-start")
     def force_start(self, request, pk=None):
         if request.method == "POST":
-            return self._operate(Action.FORCE_START)
+            body = ForceStartSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            return self._operate(Action.FORCE_START, expected_victims=body.validated_data.get("victims"))
         task = self.get_object()
         check_action(task=task, user=request.user, action=Action.FORCE_START)
         preview = task_force_start_preview(task=task, user=request.user)
@@ -199,10 +203,26 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
     def events(self, request, pk=None):
         return self._page(self.get_object().events.select_related("actor"), TaskEventSerializer)
 
-    @extend_schema(summary=_("The task's instances"), responses=TaskInstanceSerializer(many=True), filters=False)
+    @extend_schema(
+        summary=_("The instances of the task's current run"), responses=TaskInstanceSerializer(many=True), filters=False
+    )
     @action(detail=True, methods=["get"], filter_backends=[])
     def instances(self, request, pk=None):
-        return self._page(self.get_object().instances.all(), TaskInstanceSerializer)
+        task = self.get_object()
+        return self._page(TaskInstance.objects.filter(run_id=task.current_run_id).order_by("index"), TaskInstanceSerializer)
+
+    @extend_schema(summary=_("The task's runs, newest first"), responses=TaskRunSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def runs(self, request, pk=None):
+        runs = self.get_object().runs.select_related("started_by", "killed_by", "killed_for").prefetch_related("instances")
+        return self._page(runs.order_by("-number"), TaskRunSerializer)
+
+
+@extend_schema_view(retrieve=extend_schema(summary=_("One run of a task, with its instances")))
+class RunViewSet(ScopedViewMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = TaskRun.objects.select_related("task", "started_by", "killed_by", "killed_for").prefetch_related("instances")
+    serializer_class = TaskRunSerializer
+    filter_backends = []
 
 
 class InstanceViewSet(ScopedViewMixin, viewsets.GenericViewSet):
@@ -228,17 +248,18 @@ class InstanceViewSet(ScopedViewMixin, viewsets.GenericViewSet):
         instance = self.get_object()
         query = LogQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        text = instance_log_text(instance, tail=query.validated_data.get("tail"))
         content_type = "text/plain; charset=utf-8"
-        if not query.validated_data["download"]:
-            return HttpResponse(text, content_type=content_type)
-        data = text.encode()
-        chunks = (data[i:i + LOG_CHUNK_BYTES] for i in range(0, len(data), LOG_CHUNK_BYTES))
-        response = StreamingHttpResponse(chunks, content_type=content_type)
-        response["Content-Disposition"] = instance_log_attachment(instance)
+        tail = query.validated_data.get("tail")
+        if tail is not None and not query.validated_data["download"]:
+            return HttpResponse(instance_log_text(instance, tail=tail), content_type=content_type)
+        # The whole log is streamed as it is read: flat memory, whatever its size.
+        response = StreamingHttpResponse(instance_log_chunks(instance), content_type=content_type)
+        if query.validated_data["download"]:
+            response["Content-Disposition"] = instance_log_attachment(instance)
         return response
 
 
 def register(router):
     router.register("tasks", TaskViewSet, basename="task")
+    router.register("runs", RunViewSet, basename="run")
     router.register("instances", InstanceViewSet, basename="instance")

@@ -1,7 +1,7 @@
 """Managers set up the GPU world here: projects, virtual clusters and machines, storages, grants."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils.translation import gettext_lazy as _
 
@@ -40,6 +40,9 @@ class NodeForm(forms.ModelForm):
     def clean_sku_capacity(self):
         capacity = self.cleaned_data["sku_capacity"]
         if self.instance.pk:
+            # Under the VC's lock (the admin saves in one transaction): no placement lands between this check and
+            # the save, as every placement locks the VC's row first.
+            VirtualCluster.objects.select_for_update().filter(pk=self.instance.virtual_cluster_id).exists()
             used = TaskInstance.objects.holding().filter(node=self.instance).aggregate(s=Sum("sku_count"))["s"] or 0
             if capacity < used:
                 raise forms.ValidationError(
@@ -121,12 +124,24 @@ class NodeAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         node_changed(node=obj)
 
+    def has_delete_permission(self, request, obj=None):
+        # A machine goes once nothing holds it; the instances of earlier runs keep its name.
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not obj.instances.holding().exists())
+
     def delete_model(self, request, obj):
         virtual_cluster = obj.virtual_cluster
         super().delete_model(request, obj)
         _machines_changed(virtual_cluster)  # a queued task may no longer ever fit
 
     def delete_queryset(self, request, queryset):
+        held = queryset.filter(instances__in=TaskInstance.objects.holding()).distinct()
+        for node in held:
+            self.message_user(
+                request, _("%(node)s holds running instances: stop them before deleting it.") % {"node": node.name},
+                messages.ERROR,
+            )
+        queryset = queryset.exclude(pk__in=held.values("pk"))
         clusters = list(VirtualCluster.objects.filter(pk__in=queryset.values("virtual_cluster_id")))
         super().delete_queryset(request, queryset)
         for virtual_cluster in clusters:

@@ -52,11 +52,20 @@ class TaskMountInline(admin.TabularInline):
         return False
 
 
+@admin.display(description=gettext_lazy("message"))
+def _said_message(obj):
+    return render(obj.message)
+
+
 class TaskInstanceInline(admin.TabularInline):
     model = TaskInstance
     extra = 0
-    fields = ("index", "node_name", "gpu_type", "gpu_count", "gpu_indices", "status", "restarts", "handle", "message")
+    fields = (
+        "run", "index", "node_name", "gpu_type", "gpu_count", "gpu_indices", "status", "restarts", "handle", "said_message",
+    )
     readonly_fields = fields
+
+    said_message = staticmethod(_said_message)
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
@@ -66,9 +75,11 @@ class TaskInstanceInline(admin.TabularInline):
 class TaskEventInline(admin.TabularInline):
     model = TaskEvent
     extra = 0
-    fields = ("created_at", "operation", "from_status", "to_status", "actor", "message")
+    fields = ("created_at", "operation", "from_status", "to_status", "actor", "said_message")
     readonly_fields = fields
     can_delete = False
+
+    said_message = staticmethod(_said_message)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -86,14 +97,19 @@ class TaskAdmin(admin.ModelAdmin):
     search_fields = ("name", "image", "owner__username")
     date_hierarchy = "created_at"
     readonly_fields = (
-        "project", "task_type", "owner", "status", "status_message", "pinned", "queued_at", "started_at",
-        "endpoint_port", "created_at", "updated_at",
+        "project", "task_type", "owner", "status", "said_status_message", "pinned", "queued_at", "started_at",
+        "endpoint_port", "current_run", "created_at", "updated_at",
     )
+    exclude = ("status_message",)  # read in the reader's language: said_status_message
     inlines = [TaskMountInline, TaskInstanceInline, TaskEventInline]
     actions = ["stop_tasks", "pin_task", "unpin_task", "force_start_task"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description=gettext_lazy("status message"))
+    def said_status_message(self, obj):
+        return render(obj.status_message)
 
     def has_delete_permission(self, request, obj=None):
         # Only a task that holds nothing and is not queued may go (the service checks again, under lock).
@@ -154,7 +170,8 @@ class TaskAdmin(admin.ModelAdmin):
         task = queryset.get()
         try:
             if request.POST.get("confirm") == "yes":
-                perform(Action.FORCE_START, task=task, user=request.user)
+                expected = [int(v) for v in request.POST.getlist("victim") if v.isascii() and v.isdigit()]
+                perform(Action.FORCE_START, task=task, user=request.user, expected_victims=expected)
                 self.message_user(request, OPERATIONS[Action.FORCE_START].done % {"task": task.name}, messages.SUCCESS)
                 return None
             preview = task_force_start_preview(task=task, user=request.user)
@@ -182,11 +199,13 @@ class TaskAdmin(admin.ModelAdmin):
 class TaskEventAdmin(admin.ModelAdmin):
     """The timeline, read-only."""
 
-    list_display = ("created_at", "task", "operation", "from_status", "to_status", "actor", "message")
+    list_display = ("created_at", "task", "operation", "from_status", "to_status", "actor", "said_message")
     list_filter = ("operation", "to_status")
     list_select_related = ("task", "actor")
     search_fields = ("task__name", "actor__username")
     date_hierarchy = "created_at"
+
+    said_message = staticmethod(_said_message)
 
     def has_add_permission(self, request):
         return False

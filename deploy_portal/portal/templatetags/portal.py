@@ -6,6 +6,7 @@ from django import template
 from django.conf import settings
 from django.urls import reverse
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 
 from deploy_portal.messages import render
 from tasks import states
@@ -54,6 +55,22 @@ def local_runtime():
 def said(message):
     """A stored message (``deploy_portal.messages.Sentence``) in the reader's language."""
     return render(message)
+
+
+@register.filter
+def run_duration(duration):
+    """A run's duration as ``2 h 05 min`` / ``3 min 20 s``."""
+    seconds = int(duration.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return _("%(h)s h %(m)02d min") % {"h": hours, "m": minutes}
+    return _("%(m)s min %(s)02d s") % {"m": minutes, "s": seconds}
+
+
+@register.filter
+def run_gpus(run):
+    return sum(instance.gpu_count for instance in run.instances.all())
 
 
 @register.inclusion_tag("portal/_status_badge.html")

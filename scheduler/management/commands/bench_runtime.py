@@ -27,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from clusters.models import Node, Project, QueuePolicy, VirtualCluster
 from scheduler import services
 from scheduler.runtimes.local.records import RecordStore
-from tasks.models import Task
+from tasks.models import Task, TaskInstance
 from tasks.states import Status
 
 TARGET_MS = 100
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         self.service_seconds.append(returned - pressed)
         if task.status != Status.DEPLOYING:
             raise CommandError(f"the bench task did not deploy at once (it is {task.status})")
-        instance_id = task.instances.get().pk
+        instance_id = TaskInstance.objects.get(run_id=task.current_run_id).pk
         record = self._poll(lambda: store.load(instance_id), timeout, "the worker never applied the task")
         services.task_stop(task=task, user=world["user"])
         self._poll(lambda: not store.path(instance_id, "json").exists(), timeout, "the worker never tore the task down")

@@ -32,6 +32,7 @@ from scheduler.queues import plan_queue
 from scheduler.selectors import CLUSTER_FIELDS, cluster_states
 from scheduler.scheduling import schedule_all
 from tasks.models import Task, TaskInstance
+from tasks.services import bulk_current_runs
 from tasks.states import HOLDING, Status
 
 HOLDER_SIZES = (1, 2, 4, 8)
@@ -98,13 +99,14 @@ class Command(BaseCommand):
                 ))
                 layout.append(machine)
         holders = Task.objects.bulk_create(holders, batch_size=2000)
+        runs = bulk_current_runs(holders)
         used = {}
         instances = []
         for task, machine in zip(holders, layout):
             first = used.get(machine.pk, 0)
             used[machine.pk] = first + task.sku_count
             instances.append(TaskInstance(
-                task=task, index=0, node=machine, node_name=machine.name, gpu_type=machine.gpu_type,
+                task=task, run=runs[task.pk], index=0, node=machine, node_name=machine.name, gpu_type=machine.gpu_type,
                 sku_count=task.sku_count, gpu_count=task.sku_count, gpu_indices=list(range(first, first + task.sku_count)),
             ))
         TaskInstance.objects.bulk_create(instances, batch_size=2000)
@@ -115,7 +117,7 @@ class Command(BaseCommand):
                 replicas=rng.choice(QUEUED_REPLICAS), status=Status.QUEUED,
                 queued_at=now + timedelta(microseconds=i), pinned=i < vcs and i % 5 == 0, **task_fields,
             ))
-        Task.objects.bulk_create(waiting, batch_size=2000)
+        bulk_current_runs(Task.objects.bulk_create(waiting, batch_size=2000))
         return [vc.pk for vc in clusters]
 
     def _measure(self, vc_ids, repeat):

@@ -79,7 +79,10 @@ class Command(BaseCommand):
         changed, lines = set(), []
         vcs = {
             vc.name: vc
-            for vc in VirtualCluster.objects.select_for_update().filter(name__in={n.virtual_cluster for n in found})
+            # The lock order of every decision: VC rows in id order.
+            for vc in VirtualCluster.objects.select_for_update().filter(
+                name__in={n.virtual_cluster for n in found}
+            ).order_by("pk")
         }
         for item in found:
             vc = vcs.get(item.virtual_cluster)

@@ -117,12 +117,16 @@ def classify_pod(pod, events=(), *, now, unschedulable_grace=120):
             )
         )
     terminated = state.get("terminated") or {}
-    if terminated.get("reason") == "OOMKilled" or last.get("reason") == "OOMKilled":
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready_now = bool(container.get("ready")) and (conditions.get("Ready") or {}).get("status") == "True"
+    # restartPolicy is Always: the kubelet restarts an OOMKilled container. One that is ready again served through
+    # it, so an OOMKilled in lastState alone does not fail it; one that is not ready again (crash-looping on its
+    # memory, or still starting after it) fails with the reason.
+    if terminated.get("reason") == "OOMKilled" or (last.get("reason") == "OOMKilled" and not ready_now):
         return failed(termination_failure({"reason": "OOMKilled"}, restarts))
     if reason == "CrashLoopBackOff" or (terminated and terminated.get("exitCode") == SIGBUS_EXIT):
         return failed(termination_failure(last or terminated, restarts))
 
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         detail = (

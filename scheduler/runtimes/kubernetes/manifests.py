@@ -14,6 +14,7 @@ MANAGER = "deploy-portal"
 TASK_LABEL = "deploy-portal/task-id"
 INDEX_LABEL = "deploy-portal/instance-index"
 INSTANCE_LABEL = "deploy-portal/instance-id"
+RUN_LABEL = "deploy-portal/run-id"
 CONTAINER = "model"
 SHM_VOLUME = "dshm"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -33,6 +34,7 @@ class MountSpec:
 @dataclass(frozen=True)
 class InstanceSpec:
     task_id: int
+    run_id: int
     instance_id: int
     index: int
     node_name: str
@@ -54,6 +56,7 @@ class InstanceSpec:
 @dataclass(frozen=True)
 class ServiceSpec:
     task_id: int
+    run_id: int
     container_port: int
     node_port: int
 
@@ -85,6 +88,7 @@ def instance_labels(spec):
     return {
         MANAGED_BY: MANAGER,
         TASK_LABEL: str(spec.task_id),
+        RUN_LABEL: str(spec.run_id),
         INDEX_LABEL: str(spec.index),
         INSTANCE_LABEL: str(spec.instance_id),
         **spec.labels,
@@ -165,18 +169,19 @@ def make_pod(spec: InstanceSpec, *, namespace):
 
 
 def make_service(spec: ServiceSpec, *, namespace):
-    """The NodePort Service that exposes the task's container port on its external port, on every machine."""
+    """The NodePort Service that exposes the run's container port on the task's external port, on every machine."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": service_name(spec.task_id),
             "namespace": namespace,
-            "labels": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id)},
+            "labels": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id), RUN_LABEL: str(spec.run_id)},
         },
         "spec": {
             "type": "NodePort",
-            "selector": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id)},
+            # The run's pods only: a pod of an earlier run still terminating is never served.
+            "selector": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id), RUN_LABEL: str(spec.run_id)},
             "ports": [
                 {
                     "name": "http",

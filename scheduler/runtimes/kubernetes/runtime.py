@@ -14,9 +14,9 @@ Promises:
 - Configuration comes from the in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``.
 """
 
+import io
 import json
 import logging
-import time
 
 import urllib3
 from django.conf import settings
@@ -34,6 +34,7 @@ from .manifests import (
     INSTANCE_LABEL,
     MANAGED_BY,
     MANAGER,
+    RUN_LABEL,
     SELECTOR,
     TASK_LABEL,
     InstanceSpec,
@@ -65,6 +66,7 @@ def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
     vc = task.virtual_cluster
     return InstanceSpec(
         task_id=task.pk,
+        run_id=instance.run_id,
         instance_id=instance.pk,
         index=instance.index,
         node_name=instance.node_name,
@@ -122,8 +124,6 @@ class KubernetesRuntime(Runtime):
         namespace=None,
         image_pull_secrets=None,
         request_timeout=10.0,
-        retries=4,
-        backoff=0.2,
         unschedulable_grace=120,
     ):
         self._api_client = api_client
@@ -132,8 +132,6 @@ class KubernetesRuntime(Runtime):
             settings.KUBERNETES_IMAGE_PULL_SECRETS if image_pull_secrets is None else image_pull_secrets
         )
         self.request_timeout = request_timeout
-        self.retries = retries
-        self.backoff = backoff
         self.unschedulable_grace = unschedulable_grace
 
     @property
@@ -150,20 +148,19 @@ class KubernetesRuntime(Runtime):
         return self.api_client.sanitize_for_serialization(obj)
 
     def _call(self, method, *args, **kwargs):
-        """Call the API, retrying transient errors with exponential back-off."""
+        """Call the API once, within the request timeout. A transient error (5xx, 429, a timeout, a refused or
+        dropped connection) is a ``TransientRuntimeError``: the Celery task retries it, backing off; the worker
+        never sleeps here, so an API outage cannot fill the pool and starve the stops."""
         kwargs.setdefault("_request_timeout", self.request_timeout)
-        for attempt in range(self.retries + 1):
-            try:
-                return method(*args, **kwargs)
-            except ApiException as exc:
-                if exc.status not in TRANSIENT_STATUSES:
-                    raise
-                error = exc
-            except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
-                error = exc
-            logger.warning("Kubernetes API %s failed (%s), attempt %s", method.__name__, error, attempt + 1)
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2**attempt)
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status not in TRANSIENT_STATUSES:
+                raise
+            error = exc
+        except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
+            error = exc
+        logger.warning("Kubernetes API %s failed: %s", method.__name__, error)
         raise TransientRuntimeError(str(error)) from error
 
     def _create(self, create, body):
@@ -198,22 +195,28 @@ class KubernetesRuntime(Runtime):
                 raise
 
     # -- apply -------------------------------------------------------------------------
-    def apply(self, task):
+    def apply(self, run):
+        task = run.task
         # The Service first: its node port may still be held by a service being deleted (a transient
         # refusal); with no pod created yet the task stays unapplied and the retry, or reconcile, applies it
         # whole. Pods first could make it ready, then running, with no way in.
         if task.expose_port and task.endpoint_port and task.container_port:
             body = make_service(
-                ServiceSpec(task_id=task.pk, container_port=task.container_port, node_port=task.endpoint_port),
+                ServiceSpec(
+                    task_id=task.pk, run_id=run.pk, container_port=task.container_port, node_port=task.endpoint_port
+                ),
                 namespace=self.namespace,
             )
             existing = self._create(self.core.create_namespaced_service, body)
             ports = ((existing or {}).get("spec") or {}).get("ports") or []
-            if existing is not None and [p.get("nodePort") for p in ports] != [task.endpoint_port]:
+            stale = existing is not None and (
+                [p.get("nodePort") for p in ports] != [task.endpoint_port] or _labels(existing).get(RUN_LABEL) != str(run.pk)
+            )
+            if stale:  # an earlier run's, or its port changed: remove it, a retry creates ours
                 self._delete(self.core.delete_namespaced_service, body["metadata"]["name"])
                 raise TransientRuntimeError(f"stale service {body['metadata']['name']} is being replaced")
         mounts = task_mounts(task)
-        for instance in task.instances.order_by("index"):
+        for instance in run.instances.order_by("index"):
             body = make_pod(
                 instance_spec(task, instance, mounts=mounts, image_pull_secrets=self.image_pull_secrets),
                 namespace=self.namespace,
@@ -253,8 +256,9 @@ class KubernetesRuntime(Runtime):
             if not (pod.get("metadata") or {}).get("deletionTimestamp")
         }
 
-    def observe(self, task, snapshot=None):
-        wanted = {str(pk) for pk in task.instances.values_list("pk", flat=True)}
+    def observe(self, run, snapshot=None):
+        task = run.task
+        wanted = {str(pk) for pk in run.instances.values_list("pk", flat=True)}
         pods = self._live_pods(snapshot.get(str(task.pk), [])) if snapshot is not None else {}
         if not wanted <= pods.keys():
             # Not in the snapshot (or none given): read the task's pods now. A pod created after the
@@ -262,7 +266,7 @@ class KubernetesRuntime(Runtime):
             pods = self._live_pods(self._pods(task_selector(task.pk), task.pk))
         now = timezone.now()
         observations = []
-        for instance in task.instances.order_by("index"):
+        for instance in run.instances.order_by("index"):
             pod = pods.get(str(instance.pk))
             if pod is None:
                 observations.append(
@@ -282,24 +286,22 @@ class KubernetesRuntime(Runtime):
         return observations
 
     # -- teardown ----------------------------------------------------------------------
-    def teardown(self, task):
-        """Remove the task's pods and Service, except those of a run started anew meanwhile.
-
-        Pod names repeat across runs of a task, so the instance label decides: the instances of a
-        run that holds GPUs now (read afresh, after the slow log archive) are left alone.
-        """
-        live = _live_instance_ids(task.pk)
-        names = {
-            pod["metadata"]["name"]
-            for pod in self._pods(task_selector(task.pk), task.pk)
-            if _labels(pod).get(INSTANCE_LABEL) not in live
-        }
-        if not live:
-            names |= {pod_name(task.pk, instance.index) for instance in task.instances.all()}
-        for name in sorted(names):
-            self._delete(self.core.delete_namespaced_pod, name)
-        if not live:
-            self._delete(self.core.delete_namespaced_service, service_name(task.pk))
+    def teardown(self, run):
+        """Remove the run's pods and Service, told by their labels: pod and Service names repeat across runs
+        of a task, and a run started anew meanwhile keeps its own."""
+        ours = {str(pk) for pk in run.instances.values_list("pk", flat=True)}
+        for pod in self._pods(task_selector(run.task_id), run.task_id):
+            labels = _labels(pod)
+            if labels.get(INSTANCE_LABEL) in ours or labels.get(RUN_LABEL) == str(run.pk):
+                self._delete(self.core.delete_namespaced_pod, pod["metadata"]["name"])
+        try:
+            service = self._json(self._call(self.core.read_namespaced_service, service_name(run.task_id), self.namespace))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return
+        if _labels(service).get(RUN_LABEL) == str(run.pk):
+            self._delete(self.core.delete_namespaced_service, service_name(run.task_id))
 
     def workloads(self):
         found = []
@@ -310,6 +312,7 @@ class KubernetesRuntime(Runtime):
                     task_id=int(labels[TASK_LABEL]),
                     instance_id=int(labels[INSTANCE_LABEL]),
                     handle=pod["metadata"]["name"],
+                    run_id=_run_id(labels),
                 )
             )
         services = self._call(self.core.list_namespaced_service, self.namespace, label_selector=SELECTOR)
@@ -317,7 +320,8 @@ class KubernetesRuntime(Runtime):
             if _ours(service):
                 found.append(
                     Workload(
-                        task_id=int(_labels(service)[TASK_LABEL]), instance_id=None, handle=service["metadata"]["name"]
+                        task_id=int(_labels(service)[TASK_LABEL]), instance_id=None, handle=service["metadata"]["name"],
+                        run_id=_run_id(_labels(service)),
                     )
                 )
         return found
@@ -347,12 +351,32 @@ class KubernetesRuntime(Runtime):
     def read_log(self, instance, tail=None):
         return self._log(instance, tail_lines=tail) if tail is not None else self._log(instance)
 
+    def open_log(self, instance):
+        response = self._log(instance, _preload_content=False)
+        if isinstance(response, str):  # the container has not started yet
+            return None, io.BytesIO(response.encode())
+        return None, _ReleasingStream(response)
+
     def log_tail_bytes(self, instance, limit):
         return self._log(instance, tail_lines=ARCHIVE_TAIL_LINES).encode()[-limit:]
 
 
-def _live_instance_ids(task_id):
-    """Instance ids (as label strings) of the task's run that holds GPUs now; empty when it holds none."""
-    return {
-        str(pk) for pk in TaskInstance.objects.holding().filter(task_id=task_id).values_list("pk", flat=True)
-    }
+class _ReleasingStream:
+    """A urllib3 response read in chunks, its connection given back to the pool once read."""
+
+    def __init__(self, response):
+        self.response = response
+
+    def read(self, size):
+        return self.response.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.response.release_conn()
+
+
+def _run_id(labels):
+    value = labels.get(RUN_LABEL)
+    return int(value) if value and value.isdigit() else None

@@ -24,6 +24,7 @@ class ProcessRecord:
     start_time: int | None = None
     applied_at: float = 0.0
     command: list = field(default_factory=list)
+    run_id: int | None = None  # the run the instance belongs to (None in records written before runs)
 
 
 class RecordStore:

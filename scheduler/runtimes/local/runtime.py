@@ -31,7 +31,7 @@ from django.conf import settings
 from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
-from ...ports import held_ports
+from ...ports import held_ports, quarantined_ports
 from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
 from ..logs import tail_lines
 from .records import ProcessRecord, RecordStore, group_alive, is_alive, process_start_time
@@ -133,17 +133,19 @@ class LocalRuntime(Runtime):
         self._children = {}
 
     # -- apply -------------------------------------------------------------------------
-    def apply(self, task):
+    def apply(self, run):
+        task = run.task
         called_at = time.time()  # kept on each record as ``applied_at`` (what bench_runtime measures)
         self.store.ensure()
-        for instance in task.instances.order_by("index"):
+        for instance in run.instances.order_by("index"):
             with self.store.locked(instance.pk):
                 record = self.store.load(instance.pk)
                 if record is None:
                     record = self._spawn(task, instance, called_at)
-            if instance.handle != str(record.pid):
-                TaskInstance.objects.filter(pk=instance.pk).update(handle=str(record.pid))
-                instance.handle = str(record.pid)
+            if instance.handle != str(record.pid) or instance.port != record.port:
+                # The port is recorded for the scheduler's port book: no endpoint is ever given out on it.
+                TaskInstance.objects.filter(pk=instance.pk).update(handle=str(record.pid), port=record.port)
+                instance.handle, instance.port = str(record.pid), record.port
 
     def _spawn(self, task, instance, called_at):
         if instance.index == 0 and task.endpoint_port:
@@ -162,7 +164,7 @@ class LocalRuntime(Runtime):
         Endpoints are picked from the bottom of the range, so spare ports come from its top.
         """
         low, high = settings.NODEPORT_RANGE
-        taken = held_ports()
+        taken = held_ports() | quarantined_ports()
         taken |= {record.port for record in self.store.all()}
         for port in range(high, low - 1, -1):
             if port not in taken and not port_taken(port):
@@ -184,6 +186,7 @@ class LocalRuntime(Runtime):
         self._children[instance.pk] = process
         record = ProcessRecord(
             task_id=task.pk,
+            run_id=instance.run_id,
             instance_id=instance.pk,
             index=instance.index,
             port=port,
@@ -196,9 +199,9 @@ class LocalRuntime(Runtime):
         return record
 
     # -- observe -----------------------------------------------------------------------
-    def observe(self, task, snapshot=None):
+    def observe(self, run, snapshot=None):
         self._reap()
-        return [self._observe_instance(instance) for instance in task.instances.order_by("index")]
+        return [self._observe_instance(instance) for instance in run.instances.order_by("index")]
 
     def _observe_instance(self, instance):
         record = self.store.load(instance.pk)
@@ -229,14 +232,15 @@ class LocalRuntime(Runtime):
                 del self._children[instance_id]
 
     # -- teardown ----------------------------------------------------------------------
-    def teardown(self, task):
+    def teardown(self, run):
+        ours = set(run.instances.values_list("pk", flat=True))
         for record in self.store.all():
-            if record.task_id == task.pk:
+            if record.instance_id in ours or record.run_id == run.pk:
                 self._remove(record.instance_id)
 
     def workloads(self):
         return [
-            Workload(task_id=record.task_id, instance_id=record.instance_id, handle=str(record.pid))
+            Workload(task_id=record.task_id, instance_id=record.instance_id, handle=str(record.pid), run_id=record.run_id)
             for record in self.store.all()
         ]
 
@@ -283,6 +287,10 @@ class LocalRuntime(Runtime):
         if tail is None:
             return path.read_bytes().decode("utf-8", errors="replace")
         return read_last_lines(path, tail)
+
+    def open_log(self, instance):
+        stream = open(self._log_path(instance), "rb")  # noqa: SIM115 - closed by the reader
+        return os.fstat(stream.fileno()).st_size, stream
 
     def log_tail_bytes(self, instance, limit):
         with open(self._log_path(instance), "rb") as fh:

@@ -25,6 +25,7 @@ from rest_framework.authtoken.models import Token
 
 from clusters.models import Node, Project, Storage, StorageKind, VirtualCluster
 from tasks.models import InstanceStatus, Task, TaskInstance, TaskMount
+from tasks.services import bulk_current_runs
 from tasks.states import Status
 
 IDLE_STATES = [Status.NOT_DEPLOYED, Status.STOPPED, Status.FAILED, Status.KILLED]
@@ -131,9 +132,10 @@ def populate(total, queued, rng):
     TaskMount.objects.bulk_create(
         (TaskMount(task=task, storage=storage, mount_path="/models") for task in tasks), batch_size=2000
     )
+    runs = bulk_current_runs(tasks)
     TaskInstance.objects.bulk_create(
         TaskInstance(
-            task=tasks[i], index=0, node=node, node_name=node.name, gpu_type=node.gpu_type,
+            task=tasks[i], run=runs[tasks[i].pk], index=0, node=node, node_name=node.name, gpu_type=node.gpu_type,
             sku_count=tasks[i].sku_count, gpu_count=tasks[i].sku_count, status=InstanceStatus.READY,
         )
         for i, node in placements

@@ -9,7 +9,7 @@ import shlex
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from clusters.models import VirtualCluster
 from evaluations.loadgen import EndpointError, model_ids
 from scheduler import selectors
-from scheduler.runtimes.logs import instance_log_attachment, instance_log_text
+from scheduler.logs import instance_log_attachment, instance_log_chunks, instance_log_text
 from tasks import services
 from tasks.access import allowed_actions, check_action
 from tasks.exceptions import OperationRefused
@@ -190,7 +190,8 @@ def task_live(request, pk):
 
 
 def _instances_region(request, task):
-    context = {"task": task, "instances": task.instances.all(), "following": task.status in HOLDING}
+    instances = TaskInstance.objects.filter(run_id=task.current_run_id).order_by("index")
+    context = {"task": task, "instances": instances, "following": task.status in HOLDING}
     return {
         "template": "portal/_instances.html", "context": context,
         "url": reverse("portal:task-instances-live", args=[task.pk]), "element_id": "instances",
@@ -228,10 +229,20 @@ def instance_log(request, pk):
 @login_required
 def instance_log_download(request, pk):
     instance = _visible_instance(request, pk)
-    # The whole log as it is now: a download must end, even while the instance keeps writing.
-    response = HttpResponse(instance_log_text(instance), content_type="text/plain; charset=utf-8")
+    # The whole log as it is now (a download must end, even while the instance keeps writing), streamed.
+    response = StreamingHttpResponse(instance_log_chunks(instance), content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = instance_log_attachment(instance)
     return response
+
+
+@require_GET
+@login_required
+def task_runs(request, pk):
+    """Every run of the task, newest first: outcome, duration, GPUs, and each instance with its log."""
+    task = visible_task(request, pk)
+    runs = task.runs.select_related("started_by", "killed_by", "killed_for").prefetch_related("instances")
+    page = Paginator(runs.order_by("-number"), 20).get_page(request.GET.get("page"))
+    return render(request, "portal/task_runs.html", {"task": task, "tab": "runs", "page": page})
 
 
 @require_GET
