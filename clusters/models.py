@@ -140,4 +140,6 @@ class Storage(models.Model):
         if self.kind == StorageKind.HOST_PATH and not source.startswith("/"):
             raise ValidationError({"source": _("A hostPath source must be an absolute path, such as /data/models.")})
         if self.kind == StorageKind.NFS and not re.fullmatch(r"[^\s:/]+:/\S*", source):
-            raise ValidationError({"source": _("An NFS source is server:/absolute/path, such as nfs-01:/export/models.")})
+            raise ValidationError(
+                {"source": _("An NFS source is server:/absolute/path, such as nfs-01:/export/models.")}
+            )

@@ -53,7 +53,10 @@ def message_text(message) -> str:
         return content
     if content is None and isinstance(message, dict):
         return ""
-    if isinstance(content, list) and all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content):
+    parts_ok = isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
+    )
+    if parts_ok:
         texts = [part.get("text") for part in content if part["type"] == "text"]
         if all(isinstance(text, str) for text in texts):
             return " ".join(texts)

@@ -69,6 +69,7 @@ class Wait:
     blocker: str | None = None
     blocker_id: int | None = None  # the blocker's task id: a reader outside its project is not told its name
     port: int | None = None
+    unschedulable: tuple = ()  # the unschedulable machines without which the task can never fit now
 
 
 class FreeBlocks:

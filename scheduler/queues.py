@@ -12,7 +12,7 @@ The queue comes in SPEC's order (the pinned task first, then by the time each wa
   (stopped, with the reason: ``scheduler.scheduling``), as SPEC refuses them at start.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .placement import Capacity, Demand, FreeBlocks, Wait, WaitCode, why_not
 
@@ -60,6 +60,8 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
     """
     blocks = FreeBlocks(machines)
     capacity = Capacity(machines)
+    schedulable = Capacity(machines, schedulable_only=True)
+    cordoned = tuple(machine.name for machine in machines if not machine.schedulable)
     ports = set(ports_in_use)
     plan = QueuePlan()
     failed = set()  # demands that did not fit: blocks only shrink during a pass, so they fail again
@@ -112,6 +114,13 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
                 ports.add(task.external_port)
             continue
         failed.add((task.sku_count, task.replicas))
-        wait(task, why_not(blocks, demand, ahead=waiting) if explain else None)
+        if explain:
+            reason = why_not(blocks, demand, ahead=waiting)
+            if cordoned and not schedulable.can_fit(demand):
+                # Only the unschedulable machines could ever host it: say which, or it reads as a wait for GPUs.
+                reason = replace(reason, unschedulable=cordoned)
+            wait(task, reason)
+        else:
+            wait(task, None)
         block_behind(task)
     return plan

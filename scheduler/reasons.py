@@ -71,6 +71,11 @@ def wait_sentence(wait):
                 needed=wait.sku_count * wait.replicas, free=wait.free_total,
             )
         ]
+    if wait.unschedulable:
+        parts.append(Sentence(
+            N_("fits only once the unschedulable machines %(machines)s take tasks again"),
+            machines=", ".join(wait.unschedulable),
+        ))
     return joined(*parts, _ahead(wait.ahead), sep=CLAUSES)
 
 

@@ -106,7 +106,8 @@ def plan_clusters(states, ports, *, explain=False):
 
 
 def virtual_cluster_capacity(*, virtual_cluster_ids):
-    """{vc id: {total_skus, free_skus, total_gpus, free_gpus}} over the schedulable machines."""
+    """{vc id: {total_skus, free_skus, total_gpus, free_gpus}} over the schedulable machines, and
+    ``unschedulable_skus``: the SKUs of the machines taken out of scheduling."""
     clusters = VirtualCluster.objects.filter(pk__in=list(virtual_cluster_ids)).values(*CLUSTER_FIELDS)
     states = cluster_states(clusters, with_queue=False)
     return {vc_id: _capacity(state) for vc_id, state in states.items()}
@@ -117,6 +118,8 @@ def _capacity(state):
     return {
         "total_skus": total, "free_skus": free,
         "total_gpus": total * state.sku_gpus, "free_gpus": free * state.sku_gpus,
+        # Counted in neither: what sits on machines taken out of scheduling.
+        "unschedulable_skus": sum(m.capacity for m in state.machines if not m.schedulable),
     }
 
 

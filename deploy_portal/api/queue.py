@@ -15,12 +15,13 @@ from clusters.models import QueuePolicy
 from scheduler.selectors import queue_status
 
 from .pagination import PageNumberPagination
+from .representation import PlannedRepresentation
 from .schema import DETAIL, FIELD_ERRORS
 
 FIRST_ENTRIES = 20
 
 
-class QueueEntrySerializer(serializers.Serializer):
+class QueueEntrySerializer(PlannedRepresentation, serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     owner = serializers.CharField(allow_null=True, help_text=_("None for a task of another project."))
@@ -32,12 +33,12 @@ class QueueEntrySerializer(serializers.Serializer):
     reason = serializers.CharField(help_text=_("Why it waits, in words."))
 
 
-class PinnedTaskSerializer(serializers.Serializer):
+class PinnedTaskSerializer(PlannedRepresentation, serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
 
 
-class QueueSerializer(serializers.Serializer):
+class QueueSerializer(PlannedRepresentation, serializers.Serializer):
     """One virtual cluster's queue, as ``scheduler.selectors.queue_status`` reads it."""
 
     id = serializers.IntegerField()
@@ -48,6 +49,9 @@ class QueueSerializer(serializers.Serializer):
     free_skus = serializers.IntegerField()
     total_gpus = serializers.IntegerField()
     free_gpus = serializers.IntegerField()
+    unschedulable_skus = serializers.IntegerField(
+        help_text=_("SKUs on machines taken out of scheduling (in no count above).")
+    )
     queued_count = serializers.IntegerField()
     pinned = PinnedTaskSerializer(allow_null=True)
     queue = QueueEntrySerializer(many=True, help_text=_("The queue in order, pinned first: one page of it."))

@@ -44,9 +44,14 @@ def queue_status(request):
 QUEUE_ACTIONS = frozenset({Action.PIN, Action.UNPIN, Action.FORCE_START})
 
 
+def _span(seconds, now):
+    """"40 minutes" in the active language (a minute at least)."""
+    return timesince(now - timedelta(seconds=max(seconds, 60)), now, depth=1)
+
+
 def _about(seconds, now):
     """"about 40 minutes" in the active language."""
-    return _("about %(time)s") % {"time": timesince(now - timedelta(seconds=max(seconds, 60)), now, depth=1)}
+    return _("about %(time)s") % {"time": _span(seconds, now)}
 
 
 def _queue_page_region(request):
@@ -62,7 +67,11 @@ def _queue_page_region(request):
         for entry in vc["queue"]:
             task = visible.get(entry["id"])
             entry["task"] = task
-            entry["actions"] = [a for a in allowed_actions(task, request.user) if a in QUEUE_ACTIONS] if task else []
+            offered = allowed_actions(task, request.user) if task else []
+            # One pinned task per queue: while one is, the others are not offered a pin the service would refuse.
+            entry["actions"] = [
+                a for a in offered if a in QUEUE_ACTIONS and not (a == Action.PIN and vc["pinned"])
+            ]
             guess = estimates.get(entry["id"])
             entry["estimate"] = guess and {
                 "text": _about(guess.seconds, now),
@@ -72,7 +81,7 @@ def _queue_page_region(request):
                     "an estimate from the last %(count)s starts from this queue while tasks waited: "
                     "one every %(interval)s (median)",
                     guess.basis,
-                ) % {"count": guess.basis, "interval": timesince(now - timedelta(seconds=max(guess.interval, 60)), now, depth=1)},
+                ) % {"count": guess.basis, "interval": _span(guess.interval, now)},
             }
     return {
         "template": "portal/_queue_page.html",

@@ -211,6 +211,7 @@ def test_a_request_leaves_its_connection_open_for_the_next(demo_server):
                 counts.append([c.info() for c in client._transport._pool.connections])
         return counts
 
-    counts = asyncio.run(connections_after_each())
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: the browser tests' one may run on this thread
+        counts = thread.submit(asyncio.run, connections_after_each()).result()
     assert [len(c) for c in counts] == [1, 1, 1]
     assert "Request Count: 3" in counts[-1][0]

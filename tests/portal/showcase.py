@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from django.utils import timezone
 
-from tasks.models import InstanceStatus, Task, TaskInstance
+from deploy_portal.messages import N_, Sentence
+from tasks.models import InstanceStatus, Task, TaskEvent, TaskInstance
 from tasks.services import event_record, task_create
 from tasks.states import Status
 from tests.factories import (
@@ -74,13 +75,31 @@ def build():
     ):
         event_record(task=serving, operation=operation, actor=alice if operation == "start" else None,
                      message=message, from_status=before, to_status=after)
-    make("llama3-8b", h100, Status.DEPLOYING, sku_count=1, nodes=h_nodes[:1], endpoint_port=31556, started_at=now)
-    make("mixtral-8x22b", h100, Status.QUEUED, sku_count=8, queued_at=now - timedelta(minutes=9), pinned=True)
-    make("deepseek-v2-lite", h100, Status.QUEUED, sku_count=4, queued_at=now - timedelta(minutes=5))
+    deploying = make("llama3-8b", h100, Status.DEPLOYING, sku_count=1, nodes=h_nodes[:1], endpoint_port=31556,
+                     started_at=now)
+    deploying.instances.update(message=Sentence(N_("Waiting for the process to listen on port %(port)s."), port=31556))
+    queued = [
+        make("mixtral-8x22b", h100, Status.QUEUED, sku_count=8, queued_at=now - timedelta(minutes=9), pinned=True),
+        make("deepseek-v2-lite", h100, Status.QUEUED, sku_count=4, queued_at=now - timedelta(minutes=5)),
+    ]
+    _queue_history(queued, now - timedelta(days=1))
     make("bge-reranker", a100, Status.FAILED, sku_count=1,
          status_message="OOMKilled — the instance ran out of memory; raise SKU count.")
     make("glm4-9b-chat", a100, Status.STOPPED, sku_count=1)
     make("yi-34b", a100, Status.KILLED, sku_count=2,
          status_message="Killed to make room for “mixtral-8x22b”, force-started by lixiao.")
     make("qwen2-7b-draft", a100, Status.NOT_DEPLOYED, sku_count=1)
-    return SimpleNamespace(member=alice, manager=manager, serving=serving, vcs=[h100, a100], nodes=h_nodes + a_nodes)
+    return SimpleNamespace(member=alice, manager=manager, serving=serving, deploying=deploying, queued=queued,
+                           vcs=[h100, a100], nodes=h_nodes + a_nodes)
+
+
+def _queue_history(tasks, since, *, starts=8, every=timedelta(minutes=25)):
+    """Yesterday's busy queue, for the wait estimate: ``starts`` starts from it, one every ``every``, each
+    task enqueued again before the other one started (the two tasks take turns)."""
+    for index in range(starts):
+        task = tasks[index % 2]
+        started = since + every * index
+        for at, operation, before, after in ((started - every / 2 - every, "enqueue", Status.STOPPED, Status.QUEUED),
+                                             (started, "place", Status.QUEUED, Status.DEPLOYING)):
+            event = TaskEvent.objects.create(task=task, operation=operation, from_status=before, to_status=after)
+            TaskEvent.objects.filter(pk=event.pk).update(created_at=at)

@@ -100,9 +100,14 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
     api = browser_context().new_page()
     api.goto(f"{endpoint}/v1/models")
     expect(api.locator("body")).to_contain_text("demo-llm")
-    page.locator("[data-copy]").click()
-    expect(page.locator("[data-copy]")).to_have_text("Copied")
+    page.locator(".endpoint [data-copy]").click()
+    expect(page.locator(".endpoint [data-copy]")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == endpoint
+    # The model to send is read from the endpoint, with a request to copy.
+    expect(page.locator("#models [data-model]")).to_have_text("demo-llm")
+    page.locator("#models summary").click()
+    page.locator("#models [data-example=curl] + [data-copy]").click()
+    assert page.evaluate("navigator.clipboard.readText()").startswith(f"curl {endpoint}/v1/chat/completions")
 
     # The instances tab: where it runs, and its log, which follows.
     page.click("text=Instance details")

@@ -60,6 +60,7 @@ def test_a_manager_sees_every_queue_in_order_with_pin_unpin_and_force_start(worl
     assert order == sorted(order)
     row = lambda task: html.split(f'data-task="{task.pk}"')[1].split("</tr>")[0]
     assert 'data-action="force_start"' in row(pinned) and 'data-action="unpin"' in row(pinned)
+    assert 'data-action="pin"' not in row(first)  # one pinned task per queue
     assert "30\xa0minutes" in row(first) and "llm" in row(first) and "alice" in row(first)
     assert "no estimate: too little history" in row(first)
 
@@ -100,3 +101,19 @@ def test_the_queue_page_reads_in_a_fixed_number_of_queries(world, manager_client
         _queued(world, f"q{index}")
     with django_assert_max_num_queries(16):
         manager_client.get(PAGE)
+
+
+def test_a_pinned_task_blocked_by_unschedulable_machines_names_them_and_the_sidebar_counts_them(world, member_client):
+    from clusters.models import Node
+
+    Node.objects.filter(pk=world.nodes[1].pk).update(schedulable=False)
+    task = task_create(user=world.member, data=task_data(world, name="wide", sku_count=8, replicas=2))
+    Task.objects.filter(pk=task.pk).update(status=Status.QUEUED, pinned=True, queued_at=timezone.now())
+    page = member_client.get(PAGE).content.decode()
+    row = page.split(f'data-task="{task.pk}"')[1].split("</tr>")[0]
+    assert "fits only once the unschedulable machines gpu-01 take tasks again" in row
+    assert 'data-fact="free-gpus">8 / 8<' in page
+    assert "8 SKUs on machines taken out of scheduling" in page
+    api = member_client.get("/api/v1/queue/").json()
+    vc = api["results"][0] if "results" in api else api[0]
+    assert vc["unschedulable_skus"] == 8 and vc["queue"][0]["reason_code"] == "capacity"

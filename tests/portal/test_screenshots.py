@@ -56,3 +56,15 @@ def test_screenshots_of_the_main_pages(browser_context, language):
     sidebar, queue = page.locator("aside.sidebar").bounding_box(), page.locator("section.queue").bounding_box()
     path = target / f"queue-sidebar-{suffix}.png"
     page.screenshot(path=path, clip={"x": 0, "y": 0, "width": sidebar["width"], "height": queue["y"] + queue["height"] + 16})
+
+    deploying = showcase.deploying
+    page.goto(f"/tasks/{deploying.pk}/")
+    expect(page.locator(".deploy-progress")).to_contain_text(deploying.name)
+    shot("deploy-progress")
+
+    manager = log_in(browser_context(language), showcase.manager.username)
+    manager.goto("/queues/")
+    expect(manager.locator(f"[data-task='{showcase.queued[1].pk}'] [data-estimate]")).not_to_be_empty()
+    path = target / f"queue-page-{suffix}.png"
+    manager.screenshot(path=path)
+    assert path.stat().st_size < 400_000

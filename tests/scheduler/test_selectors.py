@@ -100,7 +100,7 @@ def test_query_counts_do_not_grow_with_the_queue(busy):
 
 def test_capacity_of_clusters_and_the_never_fits_warning(busy):
     assert virtual_cluster_capacity(virtual_cluster_ids=[busy.vc.pk]) == {
-        busy.vc.pk: {"total_skus": 8, "free_skus": 2, "total_gpus": 16, "free_gpus": 4},
+        busy.vc.pk: {"total_skus": 8, "free_skus": 2, "total_gpus": 16, "free_gpus": 4, "unschedulable_skus": 0},
     }
     assert capacity_warning(virtual_cluster=busy.vc, sku_count=2, replicas=4) is None
     assert "could host only 4" in capacity_warning(virtual_cluster=busy.vc, sku_count=2, replicas=5)

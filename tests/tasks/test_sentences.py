@@ -103,6 +103,18 @@ def test_the_migration_keeps_the_text_written_before_it():
     assert said(Task.objects.get(pk=task.pk).status_message, "zh-hans") == "Stopped by hand."
 
 
+def test_clauses_are_joined_with_the_languages_own_separator_even_when_stored_before():
+    from deploy_portal.messages import CLAUSES
+    from scheduler.placement import Wait, WaitCode
+    from scheduler.reasons import wait_sentence
+
+    reason = wait_sentence(Wait(code=WaitCode.CAPACITY, sku_count=4, replicas=1, ahead=3, free_total=2))
+    assert said(reason, "en") == "needs 4 SKUs in total; 2 free; 3 tasks ahead"
+    assert said(reason, "zh-hans") == "共需要 4 个 SKU，空闲 2 个；前面还有 3 个任务"
+    stored = Sentence.from_data(reason.to_data())  # as a row written before holds it: the separator as written
+    assert stored.to_data()["sep"] == CLAUSES == "; " and said(stored, "zh-hans") == said(reason, "zh-hans")
+
+
 @pytest.mark.django_db
 def test_text_from_outside_with_a_nul_byte_is_stored():
     """A crash log's last lines carried a NUL into a failure message: PostgreSQL refused it, and the observation
