@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "tasks",
     "scheduler",
     "evaluations",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -184,6 +185,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scheduler.tasks.reconcile",
         "schedule": timedelta(seconds=env.int("RECONCILE_INTERVAL_SECONDS", default=5)),
     },
+    "sample-allocation": {"task": "observability.tasks.sample_allocation", "schedule": timedelta(minutes=1)},
+    "compact-allocation-samples": {"task": "observability.tasks.compact_samples", "schedule": timedelta(hours=1)},
+    "worker-heartbeat": {"task": "observability.tasks.heartbeat", "schedule": timedelta(seconds=30)},
     "fail-abandoned-evaluations": {
         "task": "evaluations.tasks.fail_abandoned_evaluations",
         "schedule": timedelta(minutes=1),
@@ -211,6 +215,11 @@ LOCAL_RUNTIME_DIR = Path(env.str("LOCAL_RUNTIME_DIR", default=str(VAR_DIR / "loc
 LOCAL_GPU_COUNT = env.int("LOCAL_GPU_COUNT", default=8)  # used when nvidia-smi is absent
 LOCAL_STOP_GRACE_SECONDS = env.float("LOCAL_STOP_GRACE_SECONDS", default=5.0)
 LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)
+
+# Observability: who may scrape /metrics (networks, or a bearer token), and how long minute samples are kept.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+SAMPLES_MINUTE_DAYS = env.int("SAMPLES_MINUTE_DAYS", default=7)
 
 LOGGING = {
     "version": 1,

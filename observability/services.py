@@ -1,0 +1,100 @@
+"""What observability writes: the minute's allocation samples, their hourly compaction, worker heartbeats."""
+
+from datetime import UTC, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from clusters.models import VirtualCluster
+from scheduler.selectors import CLUSTER_FIELDS, cluster_states
+from tasks.models import TaskInstance
+
+from .models import HOUR, MINUTE, AllocationSample, ClusterSample, WorkerHeartbeat
+
+
+def _minute(now):
+    return (now or timezone.now()).replace(second=0, microsecond=0)
+
+
+def allocation_sample(*, now=None):
+    """Sample the minute now ending: per VC its GPUs and queue, per VC × project × owner the GPUs held.
+
+    A second sample of the same minute (beat delivered twice) is dropped by the unique constraints.
+    Returns the number of rows written (cluster rows, allocation rows).
+    """
+    at = _minute(now)
+    states = cluster_states(VirtualCluster.objects.order_by("pk").values(*CLUSTER_FIELDS))
+    held = (
+        TaskInstance.objects.holding().order_by()
+        .values_list("task__virtual_cluster_id", "task__project_id", "task__owner_id")
+        .annotate(gpus=Sum("gpu_count"))
+    )
+    allocations = [
+        AllocationSample(
+            virtual_cluster_id=vc_id, project_id=project_id, owner_id=owner_id, at=at, span_seconds=MINUTE,
+            gpu_seconds=gpus * MINUTE,
+        )
+        for vc_id, project_id, owner_id, gpus in held
+    ]
+    allocated = {}
+    for sample in allocations:
+        allocated[sample.virtual_cluster_id] = allocated.get(sample.virtual_cluster_id, 0) + sample.gpu_seconds
+    clusters = [
+        ClusterSample(
+            virtual_cluster_id=state.id, at=at, span_seconds=MINUTE,
+            total_gpu_seconds=state.total_skus * state.sku_gpus * MINUTE,
+            allocated_gpu_seconds=allocated.get(state.id, 0),
+            queued_task_seconds=len(state.queue) * MINUTE,
+        )
+        for state in states.values()
+    ]
+    with transaction.atomic():
+        ClusterSample.objects.bulk_create(clusters, ignore_conflicts=True)
+        AllocationSample.objects.bulk_create(allocations, ignore_conflicts=True)
+    return len(clusters), len(allocations)
+
+
+_COMPACTED = (
+    (ClusterSample, ("virtual_cluster_id",), ("total_gpu_seconds", "allocated_gpu_seconds", "queued_task_seconds")),
+    (AllocationSample, ("virtual_cluster_id", "project_id", "owner_id"), ("gpu_seconds",)),
+)
+
+
+def compaction_cutoff(now=None):
+    """Minute samples before this hour are compacted: every hour before it is complete and older than a week."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.SAMPLES_MINUTE_DAYS)
+    return cutoff.replace(minute=0, second=0, microsecond=0)
+
+
+@transaction.atomic
+def samples_compact(*, now=None):
+    """Sum the minute samples of every hour before ``compaction_cutoff`` into one hourly row each.
+
+    Sums of GPU-seconds: the hourly rows say exactly what the minutes said. Returns the minute rows compacted.
+    """
+    cutoff = compaction_cutoff(now)
+    compacted = 0
+    for model, keys, sums in _COMPACTED:
+        minutes = model.objects.filter(span_seconds=MINUTE, at__lt=cutoff)
+        hours = (
+            minutes.order_by().annotate(hour=TruncHour("at", tzinfo=UTC))
+            .values(*keys, "hour").annotate(**{f"sum_{name}": Sum(name) for name in sums})
+        )
+        rows = [
+            model(
+                at=row["hour"], span_seconds=HOUR,
+                **{key: row[key] for key in keys}, **{name: row[f"sum_{name}"] for name in sums},
+            )
+            for row in hours
+        ]
+        compacted += minutes.delete()[0]
+        model.objects.bulk_create(rows, batch_size=1000)
+    return compacted
+
+
+def heartbeat(*, worker, now=None):
+    """``worker`` is alive now."""
+    WorkerHeartbeat.objects.update_or_create(worker=worker, defaults={"seen_at": now or timezone.now()})
