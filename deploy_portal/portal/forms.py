@@ -214,3 +214,16 @@ class EvaluationForm(forms.ModelForm):
         model = Evaluation
         fields = PARAMETER_FIELDS
         widgets = {"prompt": forms.Textarea(attrs={"rows": 3})}
+
+
+class UsagePeriodForm(forms.Form):
+    """The period of the GPU-hours page: whole days, the end day included; this month by default."""
+
+    since = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("To (included)"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            raise ValidationError({"until": _("The end of the period is before its start.")})
+        return data

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tasks
+from . import evaluations, operations, queue, tasks, utilisation
 
 app_name = "portal"
 
@@ -24,6 +24,9 @@ urlpatterns = [
     path("instances/<int:pk>/log/download/", tasks.instance_log_download, name="instance-log-download"),
     path("virtual-clusters/info/", tasks.vc_info, name="vc-info"),
     path("queue/", queue.queue_status, name="queue"),
+    path("utilisation/", utilisation.utilisation_index, name="utilisation-index"),
+    path("virtual-clusters/<int:pk>/utilisation/", utilisation.utilisation, name="utilisation"),
+    path("gpu-hours/", utilisation.gpu_hours, name="gpu-hours"),
 ]
 
 evaluation_urls = ([

@@ -1,0 +1,89 @@
+"""Reads of the allocation history: a VC's utilisation over a range, GPU-hours per project and per user.
+
+Each answers from the samples alone in one or two queries, whatever the range: minute rows for the last
+week, hourly rows before it (``services.samples_compact``). Durations of the stages of a start come from
+``timeline``.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import F, Sum
+
+from . import timeline
+from .models import AllocationSample, ClusterSample
+
+# A range of the utilisation page -> (its length, the width of one point of the plot).
+RANGES = {
+    "24h": (timedelta(hours=24), timedelta(minutes=10)),
+    "7d": (timedelta(days=7), timedelta(hours=1)),
+    "30d": (timedelta(days=30), timedelta(hours=4)),
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One step of the plot: average GPUs offered and held, and the average queue length over it."""
+
+    at: object
+    total_gpus: float
+    allocated_gpus: float
+    queued_tasks: float
+
+
+def utilisation(*, virtual_cluster_id, until, range_name="24h"):
+    """The VC's allocated vs total GPUs and queue length over ``range_name`` up to ``until``, one Point per step.
+
+    Each step averages the samples that start in it (GPU-seconds over seconds sampled); a step with no
+    sample (nothing was sampled: beat was down) is left out, so the plot shows a gap rather than a zero.
+    """
+    length, step = RANGES[range_name]
+    since = until - length
+    rows = ClusterSample.objects.filter(
+        virtual_cluster_id=virtual_cluster_id, at__gte=since, at__lt=until
+    ).order_by().values_list("at", "span_seconds", "total_gpu_seconds", "allocated_gpu_seconds", "queued_task_seconds")
+    step_seconds = step.total_seconds()
+    buckets = {}
+    for at, span, total, allocated, queued in rows:
+        index = int((at - since).total_seconds() // step_seconds)
+        bucket = buckets.setdefault(index, [0, 0, 0, 0])
+        bucket[0] += span
+        bucket[1] += total
+        bucket[2] += allocated
+        bucket[3] += queued
+    return [
+        Point(
+            at=since + index * step, total_gpus=total / span, allocated_gpus=allocated / span, queued_tasks=queued / span,
+        )
+        for index, (span, total, allocated, queued) in sorted(buckets.items())
+    ]
+
+
+def wait_seconds(*, virtual_cluster_id, until, range_name="24h"):
+    """How long each task placed from the queue of the VC had waited, over the range (for a distribution)."""
+    length, _step = RANGES[range_name]
+    return timeline.stage_seconds("wait", virtual_cluster_id=virtual_cluster_id, since=until - length)
+
+
+def gpu_hours(*, since, until, by, virtual_cluster_ids=None, project_ids=None):
+    """GPU-hours held from ``since`` to ``until``, summed per project (``by="project"``) or per user (``"owner"``).
+
+    Rows ``{"id", "name", "virtual_cluster", "gpu_hours"}``, most first. An hourly row (older than a week)
+    counts whole when its hour starts in the period. ``virtual_cluster_ids`` / ``project_ids`` narrow it.
+    """
+    name = {"project": F("project__name"), "owner": F("owner__username")}[by]
+    rows = AllocationSample.objects.filter(at__gte=since, at__lt=until)
+    if virtual_cluster_ids is not None:
+        rows = rows.filter(virtual_cluster_id__in=list(virtual_cluster_ids))
+    if project_ids is not None:
+        rows = rows.filter(project_id__in=list(project_ids))
+    rows = (
+        rows.order_by().values(f"{by}_id", "virtual_cluster__name")
+        .annotate(gpu_seconds=Sum("gpu_seconds"), name=name)
+        .order_by("-gpu_seconds", "name")
+    )
+    return [
+        {"id": row[f"{by}_id"], "name": row["name"], "virtual_cluster": row["virtual_cluster__name"],
+         "gpu_hours": row["gpu_seconds"] / 3600}
+        for row in rows
+    ]
