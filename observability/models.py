@@ -1,7 +1,9 @@
 """What is kept to see the GPUs later: allocation samples, worker heartbeats, notification settings and deliveries.
 
 Samples hold GPU-seconds, not GPU counts: a minute sample of 6 allocated GPUs holds 360, and an hourly row
-compacted from sixty of them holds their sum, so GPU-hours and averages are exact sums at every resolution.
+rolled up from sixty of them holds their sum, so GPU-hours and averages are exact sums at every resolution.
+Every complete hour has its hourly rows (``services.samples_compact``); its minute rows are kept a week
+beside them for the fine plots, then deleted. Long reads use the hourly rows and the minutes after them.
 """
 
 from django.conf import settings
@@ -25,7 +27,9 @@ class ClusterSample(models.Model):
 
     class Meta:
         ordering = ["virtual_cluster", "at"]
-        constraints = [models.UniqueConstraint(fields=["virtual_cluster", "at"], name="one_cluster_sample_per_span")]
+        constraints = [
+            models.UniqueConstraint(fields=["virtual_cluster", "span_seconds", "at"], name="one_cluster_sample_per_span")
+        ]
 
 
 class AllocationSample(models.Model):
@@ -42,10 +46,10 @@ class AllocationSample(models.Model):
         ordering = ["at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["virtual_cluster", "project", "owner", "at"], name="one_allocation_sample_per_span"
+                fields=["virtual_cluster", "project", "owner", "span_seconds", "at"], name="one_allocation_sample_per_span"
             )
         ]
-        indexes = [models.Index(fields=["at", "span_seconds"], name="allocation_sample_at_idx")]
+        indexes = [models.Index(fields=["span_seconds", "at"], name="allocation_sample_span_at_idx")]
 
 
 class WorkerHeartbeat(models.Model):

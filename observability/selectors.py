@@ -1,17 +1,17 @@
 """Reads of the allocation history: a VC's utilisation over a range, GPU-hours per project and per user.
 
-Each answers from the samples alone in one or two queries, whatever the range: minute rows for the last
-week, hourly rows before it (``services.samples_compact``). Durations of the stages of a start come from
-``timeline``.
+Each answers from the samples alone in two queries, whatever the range: the hourly rows of the rolled-up
+hours and the minute rows after them (``services.samples_compact``); the 24-hour plot reads minutes only.
+Durations of the stages of a start come from ``timeline``.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import F, Sum
+from django.db.models import F, Max, Q, Sum
 
 from . import timeline
-from .models import AllocationSample, ClusterSample
+from .models import HOUR, MINUTE, AllocationSample, ClusterSample
 
 # A range of the utilisation page -> (its length, the width of one point of the plot).
 RANGES = {
@@ -19,6 +19,22 @@ RANGES = {
     "7d": (timedelta(days=7), timedelta(hours=1)),
     "30d": (timedelta(days=30), timedelta(hours=4)),
 }
+
+
+def rolled_up_until():
+    """Every hour before this one has its hourly rows (None: none has been rolled up yet)."""
+    last = ClusterSample.objects.filter(span_seconds=HOUR).aggregate(last=Max("at"))["last"]
+    return last + timedelta(hours=1) if last is not None else None
+
+
+def _period(since, until, *, fine=False):
+    """The samples of [since, until): hourly rows up to the rolled-up hours, minutes after; minutes only if ``fine``."""
+    rolled = None if fine else rolled_up_until()
+    if rolled is None:
+        return Q(span_seconds=MINUTE, at__gte=since, at__lt=until)
+    return Q(span_seconds=HOUR, at__gte=since, at__lt=min(until, rolled)) | Q(
+        span_seconds=MINUTE, at__gte=max(since, rolled), at__lt=until
+    )
 
 
 @dataclass(frozen=True)
@@ -40,12 +56,12 @@ def utilisation(*, virtual_cluster_id, until, range_name="24h"):
     length, step = RANGES[range_name]
     since = until - length
     rows = ClusterSample.objects.filter(
-        virtual_cluster_id=virtual_cluster_id, at__gte=since, at__lt=until
+        _period(since, until, fine=step < timedelta(hours=1)), virtual_cluster_id=virtual_cluster_id
     ).order_by().values_list("at", "span_seconds", "total_gpu_seconds", "allocated_gpu_seconds", "queued_task_seconds")
     step_seconds = step.total_seconds()
     buckets = {}
     for at, span, total, allocated, queued in rows:
-        index = int((at - since).total_seconds() // step_seconds)
+        index = int(at.timestamp() // step_seconds)  # steps aligned to the clock, not to the range's start
         bucket = buckets.setdefault(index, [0, 0, 0, 0])
         bucket[0] += span
         bucket[1] += total
@@ -53,7 +69,7 @@ def utilisation(*, virtual_cluster_id, until, range_name="24h"):
         bucket[3] += queued
     return [
         Point(
-            at=since + index * step, total_gpus=total / span, allocated_gpus=allocated / span, queued_tasks=queued / span,
+            at=datetime.fromtimestamp(index * step_seconds, tz=UTC), total_gpus=total / span, allocated_gpus=allocated / span, queued_tasks=queued / span,
         )
         for index, (span, total, allocated, queued) in sorted(buckets.items())
     ]
@@ -68,11 +84,11 @@ def wait_seconds(*, virtual_cluster_id, until, range_name="24h"):
 def gpu_hours(*, since, until, by, virtual_cluster_ids=None, project_ids=None):
     """GPU-hours held from ``since`` to ``until``, summed per project (``by="project"``) or per user (``"owner"``).
 
-    Rows ``{"id", "name", "virtual_cluster", "gpu_hours"}``, most first. An hourly row (older than a week)
-    counts whole when its hour starts in the period. ``virtual_cluster_ids`` / ``project_ids`` narrow it.
+    Rows ``{"id", "name", "virtual_cluster", "gpu_hours"}``, most first. A rolled-up hour counts whole when
+    it starts in the period (the portal's periods are whole days). ``virtual_cluster_ids`` / ``project_ids`` narrow it.
     """
     name = {"project": F("project__name"), "owner": F("owner__username")}[by]
-    rows = AllocationSample.objects.filter(at__gte=since, at__lt=until)
+    rows = AllocationSample.objects.filter(_period(since, until))
     if virtual_cluster_ids is not None:
         rows = rows.filter(virtual_cluster_id__in=list(virtual_cluster_ids))
     if project_ids is not None:

@@ -1,4 +1,4 @@
-"""What observability writes: the minute's allocation samples, their hourly compaction, worker heartbeats."""
+"""What observability writes: the minute's allocation samples, their hourly roll-up and compaction, worker heartbeats."""
 
 from datetime import UTC, timedelta
 
@@ -13,6 +13,7 @@ from scheduler.selectors import CLUSTER_FIELDS, cluster_states
 from tasks.models import TaskInstance
 
 from .models import HOUR, MINUTE, AllocationSample, ClusterSample, WorkerHeartbeat
+from .selectors import rolled_up_until
 
 
 def _minute(now):
@@ -57,28 +58,35 @@ def allocation_sample(*, now=None):
     return len(clusters), len(allocations)
 
 
-_COMPACTED = (
+_ROLLED_UP = (
     (ClusterSample, ("virtual_cluster_id",), ("total_gpu_seconds", "allocated_gpu_seconds", "queued_task_seconds")),
     (AllocationSample, ("virtual_cluster_id", "project_id", "owner_id"), ("gpu_seconds",)),
 )
+# An hour is rolled up once this long has passed after it: a sample of its last minute may still be committing.
+SETTLE = timedelta(minutes=5)
 
 
 def compaction_cutoff(now=None):
-    """Minute samples before this hour are compacted: every hour before it is complete and older than a week."""
+    """Minute samples before this hour are deleted (their hours rolled up): a week of minutes is kept."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.SAMPLES_MINUTE_DAYS)
     return cutoff.replace(minute=0, second=0, microsecond=0)
 
 
 @transaction.atomic
 def samples_compact(*, now=None):
-    """Sum the minute samples of every hour before ``compaction_cutoff`` into one hourly row each.
+    """Roll every settled hour's minute samples up into hourly rows, then delete the minutes older than a week.
 
-    Sums of GPU-seconds: the hourly rows say exactly what the minutes said. Returns the minute rows compacted.
+    The hourly rows are sums of GPU-seconds, so they say exactly what the minutes said; rolling up an hour
+    again writes the same sums. Returns (hourly rows written, minute rows deleted).
     """
-    cutoff = compaction_cutoff(now)
-    compacted = 0
-    for model, keys, sums in _COMPACTED:
-        minutes = model.objects.filter(span_seconds=MINUTE, at__lt=cutoff)
+    now = now or timezone.now()
+    settled = (now - SETTLE).replace(minute=0, second=0, microsecond=0)
+    start = rolled_up_until()
+    written = 0
+    for model, keys, sums in _ROLLED_UP:
+        minutes = model.objects.filter(span_seconds=MINUTE, at__lt=settled)
+        if start is not None:
+            minutes = minutes.filter(at__gte=start)
         hours = (
             minutes.order_by().annotate(hour=TruncHour("at", tzinfo=UTC))
             .values(*keys, "hour").annotate(**{f"sum_{name}": Sum(name) for name in sums})
@@ -90,9 +98,14 @@ def samples_compact(*, now=None):
             )
             for row in hours
         ]
-        compacted += minutes.delete()[0]
-        model.objects.bulk_create(rows, batch_size=1000)
-    return compacted
+        model.objects.bulk_create(
+            rows, batch_size=1000, update_conflicts=True,
+            unique_fields=[key.removesuffix("_id") for key in keys] + ["span_seconds", "at"], update_fields=list(sums),
+        )
+        written += len(rows)
+    cutoff = min(compaction_cutoff(now), rolled_up_until() or settled, settled)
+    deleted = sum(model.objects.filter(span_seconds=MINUTE, at__lt=cutoff).delete()[0] for model, _k, _s in _ROLLED_UP)
+    return written, deleted
 
 
 def heartbeat(*, worker, now=None):

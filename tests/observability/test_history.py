@@ -41,16 +41,16 @@ def minutes(vc, project, owner, start, count, gpus):
     )
 
 
-def raw_gpu_hours(by, since, until):
+def raw_gpu_hours(by, since, until, span=MINUTE):
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {by}_id, SUM(gpu_seconds) / 3600.0 FROM observability_allocationsample "
-            "WHERE at >= %s AND at < %s GROUP BY 1", [since, until],
+            "WHERE at >= %s AND at < %s AND span_seconds = %s GROUP BY 1", [since, until, span],
         )
         return {key: float(hours) for key, hours in cursor.fetchall()}
 
 
-def test_compaction_keeps_every_sum_and_the_last_week_in_minutes(settings):
+def test_hours_are_rolled_up_and_only_the_last_week_kept_in_minutes():
     vc, project, owner = VirtualClusterFactory(), ProjectFactory(), UserFactory()
     start = NOW.replace(minute=0, second=0) - timedelta(days=9)
     minutes(vc, project, owner, start, 3 * 24 * 60, lambda i: i % 7)  # days 9..6 before now
@@ -59,21 +59,33 @@ def test_compaction_keeps_every_sum_and_the_last_week_in_minutes(settings):
     totals = ClusterSample.objects.values_list("allocated_gpu_seconds", "queued_task_seconds")
     before_totals = [sum(column) for column in zip(*totals)]
 
-    compacted = services.samples_compact(now=NOW)
+    assert services.samples_compact(now=NOW) == (2 * 72, 2 * 2 * 24 * 60)  # 72 hours in both tables; 2 days of minutes
 
     cutoff = services.compaction_cutoff(NOW)
     assert cutoff == NOW.replace(minute=0, second=0) - timedelta(days=7)
-    assert compacted == 2 * 2 * 24 * 60  # two days of minutes, in both tables
     assert not ClusterSample.objects.filter(span_seconds=MINUTE, at__lt=cutoff).exists()
-    assert ClusterSample.objects.filter(span_seconds=HOUR).count() == 48
     assert ClusterSample.objects.filter(span_seconds=MINUTE, at__gte=cutoff).count() == 24 * 60
-    after = {by: raw_gpu_hours(by, *month) for by in ("project", "owner")}
-    assert after == before
-    totals = ClusterSample.objects.values_list("allocated_gpu_seconds", "queued_task_seconds")
-    assert [sum(column) for column in zip(*totals)] == before_totals
+    hourly = ClusterSample.objects.filter(span_seconds=HOUR).values_list("allocated_gpu_seconds", "queued_task_seconds")
+    assert [sum(column) for column in zip(*hourly)] == before_totals
+    hourly_hours = {
+        by: raw_gpu_hours(by, *month, span=HOUR) for by in ("project", "owner")
+    }
+    assert hourly_hours == before
     rows = selectors.gpu_hours(since=month[0], until=month[1], by="project")
     assert [(row["id"], row["gpu_hours"]) for row in rows] == [(project.pk, before["project"][project.pk])]
-    assert services.samples_compact(now=NOW) == 0  # nothing left to compact
+    assert services.samples_compact(now=NOW) == (0, 0)  # nothing new to roll up, nothing more to delete
+
+
+def test_gpu_hours_add_the_minutes_after_the_rolled_up_hours():
+    vc, project, owner = VirtualClusterFactory(), ProjectFactory(), UserFactory()
+    start = NOW.replace(minute=0, second=0) - timedelta(hours=3)
+    minutes(vc, project, owner, start, 3 * 60 + 20, lambda i: 2)  # up to 20 minutes past the last whole hour
+    services.samples_compact(now=NOW.replace(minute=4))  # 12:04: the hour before 11:00 has settled, not 11:00's
+    assert selectors.rolled_up_until() == NOW.replace(minute=0, second=0) - timedelta(hours=1)
+    rows = selectors.gpu_hours(since=start, until=NOW + timedelta(hours=1), by="owner")
+    assert [(row["id"], row["gpu_hours"]) for row in rows] == [(owner.pk, 2 * (3 + 20 / 60))]
+    points = selectors.utilisation(virtual_cluster_id=vc.pk, until=NOW.replace(minute=30), range_name="7d")
+    assert [p.allocated_gpus for p in points] == [2, 2, 2, 2]
 
 
 def test_utilisation_averages_each_step_and_leaves_unsampled_steps_out():
