@@ -187,6 +187,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sample-allocation": {"task": "observability.tasks.sample_allocation", "schedule": timedelta(minutes=1)},
     "compact-allocation-samples": {"task": "observability.tasks.compact_samples", "schedule": timedelta(hours=1)},
+    "notify-waits-and-evaluations": {
+        "task": "observability.tasks.notify_waits_and_evaluations", "schedule": timedelta(minutes=1),
+    },
     "worker-heartbeat": {"task": "observability.tasks.heartbeat", "schedule": timedelta(seconds=30)},
     "fail-abandoned-evaluations": {
         "task": "evaluations.tasks.fail_abandoned_evaluations",
@@ -220,6 +223,15 @@ LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 SAMPLES_MINUTE_DAYS = env.int("SAMPLES_MINUTE_DAYS", default=7)
+# Notifications: the portal's address in links, the webhooks' patience, retries and when one is disabled.
+PORTAL_URL = env.str("PORTAL_URL", default="http://127.0.0.1:8000")
+NOTIFY_QUEUED_MINUTES = env.int("NOTIFY_QUEUED_MINUTES", default=30)
+NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
+NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=10)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=5)
+# The Celery tasks told of every state change of a task, after commit (by name: ``tasks`` imports none of them).
+TASK_EVENT_HANDLERS = env.list("TASK_EVENT_HANDLERS", default=["observability.tasks.event_recorded"])
 
 LOGGING = {
     "version": 1,

@@ -3,8 +3,9 @@
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from . import services
+from . import notifications, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -23,3 +24,26 @@ def compact_samples():
 def heartbeat(self):
     """The worker that runs this is alive (beat, every 30 s; ``/metrics`` says each worker's age)."""
     services.heartbeat(worker=self.request.hostname or socket.gethostname())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def event_recorded(event_id):
+    """A task's state changed (sent after commit by ``tasks.services.event_record``): write its notifications."""
+    notifications.event_notify(event_id=event_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def notify_waits_and_evaluations():
+    """Tasks queued too long, evaluations finished (beat, every minute): write their notifications."""
+    notifications.waits_notify()
+    notifications.evaluations_notify()
+
+
+@shared_task(
+    bind=True, acks_late=True, ignore_result=True, autoretry_for=(notifications.DeliveryError,),
+    retry_backoff=settings.NOTIFY_RETRY_BACKOFF_SECONDS, retry_backoff_max=600, retry_jitter=True,
+    max_retries=settings.NOTIFY_MAX_RETRIES,
+)
+def deliver(self, delivery_id):
+    """Post one notification; a failed attempt is retried with exponential back-off, the last one recorded as failed."""
+    notifications.delivery_attempt(delivery_id=delivery_id, final=self.request.retries >= self.max_retries)
