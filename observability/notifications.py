@@ -234,3 +234,27 @@ def _webhook_failed(hook):
             send_mail(subject, body, None, [hook.owner.email])
         except Exception:  # noqa: BLE001 - the webhook is disabled either way
             logger.exception("could not tell the owner of webhook %s that it was disabled", hook.pk)
+
+
+# What a user changes on the notifications page.
+
+def preferences_save(*, user, choices, queued_minutes):
+    """Write ``user``'s choice per event: ``choices`` {event: (email, webhook or None)}; a webhook must be theirs."""
+    with transaction.atomic():
+        for event, (email, webhook) in choices.items():
+            if webhook is not None and webhook.owner_id != user.pk:
+                raise ValueError("a preference names only the user's own webhooks")
+            NotificationPreference.objects.update_or_create(
+                user=user, event=event,
+                defaults={"email": email, "webhook": webhook, "queued_minutes": queued_minutes},
+            )
+
+
+def webhook_create(*, user, name, kind, url, secret=""):
+    """A webhook of the user's own (a project's webhooks are set by managers in the admin)."""
+    return Webhook.objects.create(owner=user, name=name, kind=kind, url=url, secret=secret)
+
+
+def webhook_set_enabled(*, webhook, enabled):
+    """Enable (its failure count starts again) or disable a webhook."""
+    Webhook.objects.filter(pk=webhook.pk).update(enabled=enabled, consecutive_failures=0)

@@ -11,6 +11,7 @@ import re
 import shlex
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.urls import reverse_lazy
@@ -20,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from clusters.models import Project, Storage, VirtualCluster
 from evaluations.models import Evaluation
 from evaluations.services import PARAMETER_FIELDS
+from observability.models import Webhook
 from tasks.models import TaskType
 from tasks.services import CONFIG_FIELDS
 
@@ -227,3 +229,41 @@ class UsagePeriodForm(forms.Form):
         if data.get("since") and data.get("until") and data["until"] < data["since"]:
             raise ValidationError({"until": _("The end of the period is before its start.")})
         return data
+
+
+class NotificationPreferencesForm(forms.Form):
+    """Per event: by e-mail, to one of the user's webhooks; and after how many minutes a wait is worth telling."""
+
+    queued_minutes = forms.IntegerField(label=_("Tell me about a wait after (minutes)"), min_value=1, max_value=7 * 24 * 60)
+
+    def __init__(self, *args, user, events, preferences, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.events = events
+        webhooks = user.webhooks.filter(project__isnull=True)
+        current = {p.event: p for p in preferences}
+        self.initial.setdefault(
+            "queued_minutes", next((p.queued_minutes for p in preferences), settings.NOTIFY_QUEUED_MINUTES)
+        )
+        for value, label in events:
+            preference = current.get(value)
+            self.fields[f"{value}_email"] = forms.BooleanField(
+                label=_("E-mail"), required=False, initial=bool(preference and preference.email),
+            )
+            self.fields[f"{value}_webhook"] = forms.ModelChoiceField(
+                webhooks, label=_("Webhook"), required=False, empty_label=_("No webhook"),
+                initial=preference.webhook_id if preference else None,
+            )
+
+    def rows(self):
+        return [(label, self[f"{value}_email"], self[f"{value}_webhook"]) for value, label in self.events]
+
+    def choices(self):
+        return {
+            value: (self.cleaned_data[f"{value}_email"], self.cleaned_data[f"{value}_webhook"]) for value, _l in self.events
+        }
+
+
+class WebhookForm(forms.ModelForm):
+    class Meta:
+        model = Webhook
+        fields = ("name", "kind", "url", "secret")

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tasks, utilisation
+from . import evaluations, notifications, operations, queue, tasks, utilisation
 
 app_name = "portal"
 
@@ -27,6 +27,8 @@ urlpatterns = [
     path("utilisation/", utilisation.utilisation_index, name="utilisation-index"),
     path("virtual-clusters/<int:pk>/utilisation/", utilisation.utilisation, name="utilisation"),
     path("gpu-hours/", utilisation.gpu_hours, name="gpu-hours"),
+    path("notifications/", notifications.notification_settings, name="notifications"),
+    path("notifications/webhooks/<int:pk>/toggle/", notifications.webhook_toggle, name="webhook-toggle"),
 ]
 
 evaluation_urls = ([

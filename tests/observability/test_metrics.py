@@ -105,3 +105,20 @@ def test_metrics_are_refused_outside_the_allowed_networks_without_the_token(clie
 ])
 def test_failure_reasons_are_named_from_the_innermost_words(msgid, reason):
     assert failure_reason(msgid) == reason
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_are_exposed(client, known_world):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"] for target in panel["targets"]
+        for name in re.findall(r"deploy_portal_\w+", target["expr"])
+    }
+    exposed = {name for name, _labels in scrape(client, REMOTE_ADDR="127.0.0.1")}
+    assert used and used <= exposed, used - exposed
+    families = {re.sub(r"_(bucket|total)$", "", name) for name in used}
+    assert {"deploy_portal_task_wait_seconds", "deploy_portal_task_failures", "deploy_portal_vc_allocated_gpus"} <= families

@@ -77,3 +77,33 @@ def test_a_period_that_ends_before_it_starts_is_a_field_error(client, history, m
     assert page.status_code == 200
     assert page.context["form"].errors == {"until": ["The end of the period is before its start."]}
     assert client.get("/gpu-hours/?since=garbage&until=2026-03-01").status_code == 200
+
+
+def test_a_user_chooses_per_event_and_adds_a_webhook_of_their_own(client, world):
+    from observability.models import NotificationPreference, Webhook
+
+    client.force_login(world.member)
+    assert client.get("/notifications/").status_code == 200
+    response = client.post("/notifications/", {
+        "add_webhook": "1", "name": "team bot", "kind": "feishu", "url": "https://open.feishu.cn/hook/abc", "secret": "x",
+    })
+    assert response.status_code == 302
+    hook = Webhook.objects.get(owner=world.member)
+    response = client.post("/notifications/", {
+        "save_preferences": "1", "queued_minutes": "45", "failed_email": "on", "failed_webhook": str(hook.pk),
+        "killed_webhook": str(hook.pk),
+    })
+    assert response.status_code == 302
+    choices = {
+        p.event: (p.email, p.webhook_id, p.queued_minutes) for p in NotificationPreference.objects.filter(user=world.member)
+    }
+    assert choices["failed"] == (True, hook.pk, 45)
+    assert choices["killed"] == (False, hook.pk, 45)
+    assert choices["running"] == (False, None, 45)
+    bad = client.post("/notifications/", {"add_webhook": "1", "name": "x", "kind": "json", "url": "not a url"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert bad.status_code == 200 and "url" in bad.context["webhook_form"].errors
+    someone = UserFactory(username="mallory")
+    theirs = Webhook.objects.create(owner=someone, name="theirs", url="https://example.com/h")
+    assert client.post(f"/notifications/webhooks/{theirs.pk}/toggle/").status_code == 404
+    stolen = client.post("/notifications/", {"save_preferences": "1", "queued_minutes": "5", "failed_webhook": str(theirs.pk)})
+    assert stolen.status_code == 200 and "failed_webhook" in stolen.context["form"].errors
