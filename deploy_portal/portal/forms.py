@@ -9,6 +9,7 @@ lets the service give its one answer for "not granted" and "does not exist" alik
 
 import re
 import shlex
+from functools import partial
 
 from django import forms
 from django.conf import settings
@@ -267,3 +268,4 @@ class WebhookForm(forms.ModelForm):
     class Meta:
         model = Webhook
         fields = ("name", "kind", "url", "secret")
+        field_classes = {"url": partial(forms.URLField, assume_scheme="https")}

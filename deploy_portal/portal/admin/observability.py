@@ -1,3 +1,5 @@
+from functools import partial
+
 from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
@@ -14,6 +16,7 @@ class WebhookForm(forms.ModelForm):
     class Meta:
         model = Webhook
         fields = ("name", "kind", "url", "secret", "project", "events", "owner", "enabled")
+        field_classes = {"url": partial(forms.URLField, assume_scheme="https")}
 
 
 @admin.register(Webhook)
