@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from deploy_portal.messages import N_, Sentence, render
-from evaluations.models import Evaluation
+from evaluations.models import Evaluation, EvaluationStatus
 from tasks.models import Task, TaskEvent
 from tasks.states import Status
 
@@ -35,8 +35,10 @@ TITLES = {
     NotificationEvent.KILLED: N_("Task “%(task)s” was killed by a force start"),
     NotificationEvent.STOPPED_BY_OTHER: N_("Task “%(task)s” was stopped by %(who)s"),
     NotificationEvent.QUEUED_LONG: N_("Task “%(task)s” has waited %(minutes)s minutes in the queue"),
-    NotificationEvent.EVALUATION_FINISHED: N_("The evaluation of task “%(task)s” finished: %(status)s"),
+    NotificationEvent.EVALUATION_FINISHED: N_("The evaluation of task “%(task)s” finished"),
 }
+FINISHED = (EvaluationStatus.SUCCEEDED, EvaluationStatus.FAILED)
+EVALUATION_FAILED = N_("The evaluation of task “%(task)s” failed")
 
 
 class DeliveryError(Exception):
@@ -106,7 +108,7 @@ def event_notify(*, event_id):
         return []
     who = event.actor.get_username() if event.actor else Sentence(N_("the scheduler"))
     title = Sentence(TITLES[kind], task=task.name, who=who)
-    text = event.message or Sentence(N_("Task “%(task)s” is now %(status)s."), task=task.name, status=event.to_status)
+    text = event.message  # every transition writes its words (tasks.services.task_transition)
     return _deliveries(
         kind=kind, task=task, key=f"event:{event.pk}", title=title, text=text, link=_link("portal:task-detail", task.pk),
     )
@@ -138,11 +140,10 @@ def evaluations_notify(*, now=None):
     """Deliveries for the evaluations that finished in the last day and were not notified yet."""
     now = now or timezone.now()
     created = []
-    finished = Evaluation.objects.filter(finished_at__gte=now - timedelta(days=1)).select_related("task__owner", "created_by")
+    finished = Evaluation.objects.filter(finished_at__gte=now - timedelta(days=1), status__in=FINISHED).select_related("task__owner", "created_by")
     for evaluation in finished:
-        title = Sentence(
-            TITLES[NotificationEvent.EVALUATION_FINISHED], task=evaluation.task.name, status=evaluation.status,
-        )
+        failed = evaluation.status == EvaluationStatus.FAILED
+        title = Sentence(EVALUATION_FAILED if failed else TITLES[NotificationEvent.EVALUATION_FINISHED], task=evaluation.task.name)
         created += _deliveries(
             kind=NotificationEvent.EVALUATION_FINISHED, task=evaluation.task, key=f"evaluation:{evaluation.pk}",
             title=title, text=Sentence(N_("Its results are on the evaluation's page.")),

@@ -223,3 +223,22 @@ def test_a_task_queued_longer_than_its_owners_minutes_is_told_once(db, settings)
     assert notifications.waits_notify(now=now + timezone.timedelta(minutes=1)) == []
     delivery = Delivery.objects.get(pk=delivery_id)
     assert (delivery.task_id, delivery.email) == (waiting.pk, "olga@example.com")
+
+
+def test_an_evaluation_that_finished_is_told_to_whoever_started_it_once(failed, settings):
+    from django.utils import timezone
+
+    from evaluations.models import Evaluation, EvaluationStatus
+
+    task, _event = failed
+    runner = UserFactory(username="rita", email="rita@example.com")
+    NotificationPreference.objects.create(user=runner, event=NotificationEvent.EVALUATION_FINISHED, email=True)
+    now = timezone.now()
+    done = Evaluation.objects.create(task=task, created_by=runner, status=EvaluationStatus.FAILED, finished_at=now)
+    Evaluation.objects.create(task=task, created_by=runner, status=EvaluationStatus.RUNNING)
+    [delivery_id] = notifications.evaluations_notify(now=now)
+    assert notifications.evaluations_notify(now=now) == []
+    delivery = Delivery.objects.get(pk=delivery_id)
+    assert (delivery.email, delivery.link) == ("rita@example.com", f"http://127.0.0.1:8000/evaluations/{done.pk}/")
+    deliver_all([delivery_id])
+    assert mail.outbox[-1].subject == "任务“qwen”的评测失败了"
