@@ -50,8 +50,12 @@ def utilisation(request, pk):
         "wait_high": [round(high, 1) for _low, high, _n in bins],
         "wait_count": [n for _low, _high, n in bins],
     }
+    words = {
+        "total": _("Total GPUs"), "allocated": _("Allocated GPUs"), "queued": _("Queued tasks"),
+        "tasks": _("Number of tasks"), "minutes": _("Minutes waited"), "time": _("Time"),
+    }
     context = {
-        "vc": vc, "range_name": range_name, "ranges": list(selectors.RANGES), "plot": plot,
+        "vc": vc, "range_name": range_name, "words": words, "ranges": list(selectors.RANGES), "plot": plot,
         "clusters": VirtualCluster.objects.visible_to(request.user).order_by("name"),
         "wait_count": len(waits), "sampled": bool(points),
         "peak": max((point.allocated_gpus for point in points), default=0),
