@@ -190,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     "notify-waits-and-evaluations": {
         "task": "observability.tasks.notify_waits_and_evaluations", "schedule": timedelta(minutes=1),
     },
+    "sample-gpu-utilisation": {"task": "observability.tasks.sample_gpu_utilisation", "schedule": timedelta(minutes=1)},
     "worker-heartbeat": {"task": "observability.tasks.heartbeat", "schedule": timedelta(seconds=30)},
     "fail-abandoned-evaluations": {
         "task": "evaluations.tasks.fail_abandoned_evaluations",
@@ -223,6 +224,11 @@ LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 SAMPLES_MINUTE_DAYS = env.int("SAMPLES_MINUTE_DAYS", default=7)
+# GPU utilisation: DCGM through this Prometheus on Kubernetes (nvidia-smi on the local runtime); a running
+# task whose GPUs stayed under IDLE_UTILISATION_PERCENT for IDLE_HOURS is flagged idle.
+DCGM_PROMETHEUS_URL = env.str("DCGM_PROMETHEUS_URL", default="")
+IDLE_HOURS = env.int("IDLE_HOURS", default=4)
+IDLE_UTILISATION_PERCENT = env.float("IDLE_UTILISATION_PERCENT", default=5.0)
 # Notifications: the portal's address in links, the webhooks' patience, retries and when one is disabled.
 PORTAL_URL = env.str("PORTAL_URL", default="http://127.0.0.1:8000")
 NOTIFY_QUEUED_MINUTES = env.int("NOTIFY_QUEUED_MINUTES", default=30)

@@ -157,3 +157,16 @@ class Delivery(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("notification delivery")
         verbose_name_plural = _("notification deliveries")
+
+
+class GpuUtilisationSample(models.Model):
+    """How busy one instance's GPUs were at ``at`` (the mean over its GPUs), as nvidia-smi or DCGM said."""
+
+    instance = models.ForeignKey("tasks.TaskInstance", on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    utilisation = models.FloatField()  # percent, 0–100
+    memory_used_mib = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["instance", "at"]
+        constraints = [models.UniqueConstraint(fields=["instance", "at"], name="one_gpu_sample_per_instance_minute")]

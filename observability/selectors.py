@@ -8,10 +8,14 @@ Durations of the stages of a start come from ``timeline``.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import F, Max, Q, Sum
+from django.conf import settings
+from django.db.models import F, Max, OuterRef, Q, Subquery, Sum
+
+from tasks.models import Task
+from tasks.states import Status
 
 from . import timeline
-from .models import HOUR, MINUTE, AllocationSample, ClusterSample
+from .models import HOUR, MINUTE, AllocationSample, ClusterSample, GpuUtilisationSample
 
 # A range of the utilisation page -> (its length, the width of one point of the plot).
 RANGES = {
@@ -103,3 +107,26 @@ def gpu_hours(*, since, until, by, virtual_cluster_ids=None, project_ids=None):
          "gpu_hours": row["gpu_seconds"] / 3600}
         for row in rows
     ]
+
+
+def latest_gpu_utilisation(instance_ids):
+    """{instance id: its latest GpuUtilisationSample} for ``instance_ids``, in one query."""
+    latest = GpuUtilisationSample.objects.filter(instance_id=OuterRef("instance_id")).order_by("-at").values("pk")[:1]
+    rows = GpuUtilisationSample.objects.filter(instance_id__in=list(instance_ids), pk=Subquery(latest))
+    return {sample.instance_id: sample for sample in rows}
+
+
+def idle_tasks(*, now, task_ids=None, hours=None, percent=None):
+    """{task id: the highest utilisation seen} of the running tasks idle for ``hours``: running that long,
+    sampled in that time, and no sample of any of their instances at or above ``percent``."""
+    hours = settings.IDLE_HOURS if hours is None else hours
+    percent = settings.IDLE_UTILISATION_PERCENT if percent is None else percent
+    since = now - timedelta(hours=hours)
+    tasks = Task.objects.filter(status=Status.RUNNING, started_at__lte=since)
+    if task_ids is not None:
+        tasks = tasks.filter(pk__in=list(task_ids))
+    rows = (
+        GpuUtilisationSample.objects.filter(at__gte=since, instance__task__in=tasks)
+        .order_by().values("instance__task_id").annotate(highest=Max("utilisation"))
+    )
+    return {row["instance__task_id"]: row["highest"] for row in rows if row["highest"] < percent}

@@ -10,9 +10,11 @@ from django.utils import timezone
 
 from clusters.models import VirtualCluster
 from scheduler.selectors import CLUSTER_FIELDS, cluster_states
-from tasks.models import TaskInstance
+from tasks.models import InstanceStatus, TaskInstance
+from tasks.states import Status
 
-from .models import HOUR, MINUTE, AllocationSample, ClusterSample, WorkerHeartbeat
+from . import gpus
+from .models import HOUR, MINUTE, AllocationSample, ClusterSample, GpuUtilisationSample, WorkerHeartbeat
 from .selectors import rolled_up_until
 
 
@@ -105,7 +107,35 @@ def samples_compact(*, now=None):
         written += len(rows)
     cutoff = min(compaction_cutoff(now), rolled_up_until() or settled, settled)
     deleted = sum(model.objects.filter(span_seconds=MINUTE, at__lt=cutoff).delete()[0] for model, _k, _s in _ROLLED_UP)
+    GpuUtilisationSample.objects.filter(at__lt=compaction_cutoff(now)).delete()  # kept as long as the minutes
     return written, deleted
+
+
+def gpu_utilisation_sample(*, now=None, readings=None):
+    """Sample how busy each ready instance of a running task is: the mean of its GPUs' readings.
+
+    ``readings``: ``gpus.read_utilisation()`` when not given; nothing is written when nothing can be read.
+    Returns the number of instances sampled.
+    """
+    readings = gpus.read_utilisation() if readings is None else readings
+    if not readings:
+        return 0
+    local = all(host is None for host, _index in readings)
+    at = _minute(now)
+    samples = []
+    instances = TaskInstance.objects.filter(task__status=Status.RUNNING, status=InstanceStatus.READY)
+    for instance in instances.only("pk", "node_name", "gpu_indices"):
+        seen = [readings.get((None if local else instance.node_name, index)) for index in instance.gpu_indices]
+        seen = [reading for reading in seen if reading is not None]
+        if not seen:
+            continue
+        memory = [used for _util, used in seen if used is not None]
+        samples.append(GpuUtilisationSample(
+            instance_id=instance.pk, at=at, utilisation=sum(util for util, _used in seen) / len(seen),
+            memory_used_mib=sum(memory) if memory else None,
+        ))
+    GpuUtilisationSample.objects.bulk_create(samples, ignore_conflicts=True)
+    return len(samples)
 
 
 def heartbeat(*, worker, now=None):

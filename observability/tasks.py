@@ -20,6 +20,12 @@ def compact_samples():
     services.samples_compact()
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def sample_gpu_utilisation():
+    """How busy each running instance's GPUs are, where it can be read (beat, every minute)."""
+    services.gpu_utilisation_sample()
+
+
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def heartbeat(self):
     """The worker that runs this is alive (beat, every 30 s; ``/metrics`` says each worker's age)."""

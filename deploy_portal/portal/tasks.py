@@ -23,6 +23,7 @@ from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Action, Status
 
 from .forms import TaskForm
+from .utilisation import gpu_utilisation_context
 from .live import live_region, live_response, login_required, visible_or_404
 
 LOG_TAIL_LINES = 1000
@@ -183,7 +184,11 @@ def task_live(request, pk):
 
 
 def _instances_region(request, task):
-    context = {"task": task, "instances": task.instances.all(), "following": task.status in HOLDING}
+    instances = list(task.instances.all())
+    context = {
+        "task": task, "instances": instances, "following": task.status in HOLDING,
+        **gpu_utilisation_context(task, instances),
+    }
     return {
         "template": "portal/_instances.html", "context": context,
         "url": reverse("portal:task-instances-live", args=[task.pk]), "element_id": "instances",

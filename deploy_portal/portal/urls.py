@@ -27,6 +27,7 @@ urlpatterns = [
     path("utilisation/", utilisation.utilisation_index, name="utilisation-index"),
     path("virtual-clusters/<int:pk>/utilisation/", utilisation.utilisation, name="utilisation"),
     path("gpu-hours/", utilisation.gpu_hours, name="gpu-hours"),
+    path("idle-deployments/", utilisation.idle_deployments, name="idle-deployments"),
     path("notifications/", notifications.notification_settings, name="notifications"),
     path("notifications/webhooks/<int:pk>/toggle/", notifications.webhook_toggle, name="webhook-toggle"),
 ]

@@ -7,6 +7,8 @@ browser by uPlot (``static/vendor``) from the page's JSON, their words and dates
 import csv
 from datetime import datetime, time, timedelta
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -16,6 +18,8 @@ from django.views.decorators.http import require_GET
 from clusters.models import Project, VirtualCluster
 from clusters.permissions import is_manager
 from observability import selectors
+from tasks.models import Task
+from tasks.states import Status
 
 from .charts import histogram
 from .forms import UsagePeriodForm
@@ -106,3 +110,25 @@ def _csv(by_project, by_owner, since, until):
         for row in rows:
             writer.writerow([kind, row["name"], row["virtual_cluster"], f"{row['gpu_hours']:.3f}", since, until])
     return response
+
+
+def gpu_utilisation_context(task, instances):
+    """For a task's instances tab: each instance's latest GPU reading, and whether the task is idle."""
+    latest = selectors.latest_gpu_utilisation(instance.pk for instance in instances)
+    for instance in instances:
+        instance.gpu_reading = latest.get(instance.pk)
+    idle = task.status == Status.RUNNING and task.pk in selectors.idle_tasks(now=timezone.now(), task_ids=[task.pk])
+    return {"gpu_readable": bool(latest), "idle_hours": settings.IDLE_HOURS if idle else None}
+
+
+@require_GET
+@login_required
+def idle_deployments(request):
+    """Managers: the running tasks whose GPUs have been idle for ``IDLE_HOURS``, so the GPUs can be reclaimed."""
+    if not is_manager(request.user):
+        raise PermissionDenied
+    idle = selectors.idle_tasks(now=timezone.now())
+    tasks = Task.objects.filter(pk__in=list(idle)).select_related("owner", "project", "virtual_cluster").order_by("started_at")
+    rows = [{"task": task, "highest": idle[task.pk]} for task in tasks]
+    context = {"rows": rows, "hours": settings.IDLE_HOURS, "percent": settings.IDLE_UTILISATION_PERCENT}
+    return render(request, "portal/idle_deployments.html", context)
