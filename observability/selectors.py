@@ -6,10 +6,11 @@ Durations of the stages of a start come from ``timeline``.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import F, Max, OuterRef, Q, Subquery, Sum
+from django.utils import timezone
 
 from tasks.models import Task
 from tasks.states import Status
@@ -83,6 +84,12 @@ def wait_seconds(*, virtual_cluster_id, until, range_name="24h"):
     """How long each task placed from the queue of the VC had waited, over the range (for a distribution)."""
     length, _step = RANGES[range_name]
     return timeline.stage_seconds("wait", virtual_cluster_id=virtual_cluster_id, since=until - length)
+
+
+def day_period(since, until):
+    """[start, end) of the days ``since`` to ``until`` (dates, the end day included) in the current time zone."""
+    zone = timezone.get_current_timezone()
+    return datetime.combine(since, time.min, tzinfo=zone), datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
 
 
 def gpu_hours(*, since, until, by, virtual_cluster_ids=None, project_ids=None):

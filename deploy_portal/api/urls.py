@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from . import clusters, evaluations, queue
+from . import clusters, evaluations, queue, usage
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
@@ -22,6 +22,7 @@ urlpatterns = [
     *router.urls,
     *queue.urlpatterns,
     *evaluations.urlpatterns,
+    *usage.urlpatterns,
     # Anything else under /api/v1/ answers like the API does, not with the portal's HTML page.
     re_path(r"^", csrf_exempt(lambda request, *args, **kwargs: JsonResponse({"detail": _("Not found.")}, status=404))),
 ]

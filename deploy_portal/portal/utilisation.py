@@ -5,7 +5,6 @@ browser by uPlot (``static/vendor``) from the page's JSON, their words and dates
 """
 
 import csv
-from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -74,10 +73,7 @@ def _period(form):
     since, until = today.replace(day=1), today
     if form.is_bound and form.is_valid():
         since, until = form.cleaned_data["since"], form.cleaned_data["until"]
-    zone = timezone.get_current_timezone()
-    start = datetime.combine(since, time.min, tzinfo=zone)
-    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
-    return since, until, start, end
+    return since, until, *selectors.day_period(since, until)
 
 
 @require_GET

@@ -29,6 +29,9 @@ SPEC_TABLE = {
     "tasks/{id}/evaluations/": {"GET", "POST"},
     "evaluations/{id}/": {"GET"},
     "queue/": {"GET"},
+    # SPEC's Observability: the utilisation history and GPU-hours, for scripts as for the pages.
+    "gpu-hours/": {"GET"},
+    "virtual-clusters/{id}/utilisation/": {"GET"},
     # Authentication, schema and docs, named in the paragraph above the table.
     "auth/token/": {"POST"},
 }

@@ -9,9 +9,10 @@ from django.utils import timezone, translation
 from deploy_portal.messages import N_, Sentence
 from scheduler import services
 from scheduler.force_start import task_force_start
+from observability.models import AllocationSample, ClusterSample
 from tasks.models import InstanceStatus, TaskEvent
 from tasks.states import Status
-from tests.factories import ManagerFactory, NodeFactory, TaskFactory, UserFactory, VirtualClusterFactory
+from tests.factories import ManagerFactory, NodeFactory, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +79,19 @@ def known_world(db, quiet_celery):
     ]
     now = timezone.now()
     return SimpleNamespace(h100=h100, a100=a100, owner=owner, manager=manager, now=now)
+
+
+@pytest.fixture
+def history(world):
+    """The world's last hour: alice holds 2 GPUs of llm, bob 4 of vision; a VC alice may not see."""
+    other_project, other_user = ProjectFactory(name="vision"), UserFactory(username="bob")
+    secret_vc = VirtualClusterFactory(name="secret")
+    now = timezone.now().replace(second=0, microsecond=0)
+    rows = []
+    for i in range(1, 61):  # the hour before now: alice holds 2 GPUs of llm, bob 4 of vision
+        at = now - timedelta(minutes=i)
+        rows.append(AllocationSample(virtual_cluster=world.vc, project=world.project, owner=world.member, at=at, gpu_seconds=120))
+        rows.append(AllocationSample(virtual_cluster=world.vc, project=other_project, owner=other_user, at=at, gpu_seconds=240))
+        ClusterSample.objects.create(virtual_cluster=world.vc, at=at, total_gpu_seconds=16 * 60, allocated_gpu_seconds=6 * 60)
+    AllocationSample.objects.bulk_create(rows)
+    return world, secret_vc

@@ -123,3 +123,26 @@ def test_the_grafana_dashboard_uses_only_metrics_that_are_exposed(client, known_
     assert used and used <= exposed, used - exposed
     families = {re.sub(r"_(bucket|total)$", "", name) for name in used}
     assert {"deploy_portal_task_wait_seconds", "deploy_portal_task_failures", "deploy_portal_vc_allocated_gpus"} <= families
+
+
+def test_histograms_observed_in_other_processes_are_summed_from_the_shared_directory(client, db, tmp_path, monkeypatch):
+    """Two processes (two gunicorn or Celery workers) observe; a third serves /metrics from their files."""
+    import os
+    import subprocess
+    import sys
+
+    observe = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'deploy_portal.settings'); django.setup()\n"
+        "from scheduler.instruments import SCHEDULING_PASS_SECONDS, START_APPLY_SECONDS\n"
+        "SCHEDULING_PASS_SECONDS.observe(0.02); START_APPLY_SECONDS.observe(3)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", observe], env=env, check=True, timeout=60)
+    assert len(list(tmp_path.glob("histogram_*.db"))) == 2
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    samples = scrape(client, REMOTE_ADDR="127.0.0.1")
+    assert value(samples, "deploy_portal_scheduling_pass_seconds_count") == 2
+    assert value(samples, "deploy_portal_scheduling_pass_seconds_bucket", le="0.025") == 2
+    assert value(samples, "deploy_portal_start_apply_seconds_sum") == pytest.approx(6)

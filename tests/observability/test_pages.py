@@ -7,25 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from observability.models import AllocationSample, ClusterSample
-from tests.factories import ProjectFactory, UserFactory, VirtualClusterFactory
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def history(world):
-    other_project, other_user = ProjectFactory(name="vision"), UserFactory(username="bob")
-    secret_vc = VirtualClusterFactory(name="secret")
-    now = timezone.now().replace(second=0, microsecond=0)
-    rows = []
-    for i in range(1, 61):  # the hour before now: alice holds 2 GPUs of llm, bob 4 of vision
-        at = now - timedelta(minutes=i)
-        rows.append(AllocationSample(virtual_cluster=world.vc, project=world.project, owner=world.member, at=at, gpu_seconds=120))
-        rows.append(AllocationSample(virtual_cluster=world.vc, project=other_project, owner=other_user, at=at, gpu_seconds=240))
-        ClusterSample.objects.create(virtual_cluster=world.vc, at=at, total_gpu_seconds=16 * 60, allocated_gpu_seconds=6 * 60)
-    AllocationSample.objects.bulk_create(rows)
-    return world, secret_vc
 
 
 def test_the_utilisation_page_plots_the_vcs_history(client, history):
