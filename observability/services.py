@@ -138,6 +138,10 @@ def gpu_utilisation_sample(*, now=None, readings=None):
     return len(samples)
 
 
-def heartbeat(*, worker, now=None):
-    """``worker`` is alive now."""
-    WorkerHeartbeat.objects.update_or_create(worker=worker, defaults={"seen_at": now or timezone.now()})
+def heartbeat(*, workers, now=None):
+    """Each of ``workers`` (Celery host names) is alive now."""
+    now = now or timezone.now()
+    WorkerHeartbeat.objects.bulk_create(
+        [WorkerHeartbeat(worker=worker, seen_at=now) for worker in sorted(workers)],
+        update_conflicts=True, unique_fields=["worker"], update_fields=["seen_at"],
+    )
