@@ -31,6 +31,8 @@ class ClusterSample(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["virtual_cluster", "span_seconds", "at"], name="one_cluster_sample_per_span")
         ]
+        # The last rolled-up hour (every long read asks) is read from this index alone.
+        indexes = [models.Index(fields=["span_seconds", "at"], name="cluster_sample_span_at_idx")]
 
 
 class AllocationSample(models.Model):

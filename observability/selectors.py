@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import F, Max, OuterRef, Q, Subquery, Sum
+from django.contrib.auth import get_user_model
+from django.db.models import Max, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
+from clusters.models import Project, VirtualCluster
 from tasks.models import Task
 from tasks.states import Status
 
@@ -98,22 +100,24 @@ def gpu_hours(*, since, until, by, virtual_cluster_ids=None, project_ids=None):
     Rows ``{"id", "name", "virtual_cluster", "gpu_hours"}``, most first. A rolled-up hour counts whole when
     it starts in the period (the portal's periods are whole days). ``virtual_cluster_ids`` / ``project_ids`` narrow it.
     """
-    name = {"project": F("project__name"), "owner": F("owner__username")}[by]
     rows = AllocationSample.objects.filter(_period(since, until))
     if virtual_cluster_ids is not None:
         rows = rows.filter(virtual_cluster_id__in=list(virtual_cluster_ids))
     if project_ids is not None:
         rows = rows.filter(project_id__in=list(project_ids))
-    rows = (
-        rows.order_by().values(f"{by}_id", "virtual_cluster__name")
-        .annotate(gpu_seconds=Sum("gpu_seconds"), name=name)
-        .order_by("-gpu_seconds", "name")
+    # Summed on the ids alone, then named: the names are joined to a dozen rows, not to every sample.
+    sums = list(
+        rows.order_by().values_list(f"{by}_id", "virtual_cluster_id").annotate(gpu_seconds=Sum("gpu_seconds"))
     )
-    return [
-        {"id": row[f"{by}_id"], "name": row["name"], "virtual_cluster": row["virtual_cluster__name"],
-         "gpu_hours": row["gpu_seconds"] / 3600}
-        for row in rows
+    owners = by == "owner"
+    named = (get_user_model().objects if owners else Project.objects).filter(pk__in={key for key, _vc, _s in sums})
+    names = dict(named.values_list("pk", "username" if owners else "name"))
+    clusters = dict(VirtualCluster.objects.filter(pk__in={vc for _key, vc, _s in sums}).values_list("pk", "name"))
+    result = [
+        {"id": key, "name": names[key], "virtual_cluster": clusters[vc], "gpu_hours": seconds / 3600}
+        for key, vc, seconds in sums
     ]
+    return sorted(result, key=lambda row: (-row["gpu_hours"], row["name"], row["virtual_cluster"]))
 
 
 def latest_gpu_utilisation(instance_ids):
