@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "tasks",
     "scheduler",
     "evaluations",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scheduler.tasks.reconcile",
         "schedule": timedelta(seconds=env.int("RECONCILE_INTERVAL_SECONDS", default=5)),
     },
+    "sample-allocation": {"task": "observability.tasks.sample_allocation", "schedule": timedelta(minutes=1)},
+    "compact-allocation-samples": {"task": "observability.tasks.compact_samples", "schedule": timedelta(hours=1)},
+    "notify-waits-and-evaluations": {
+        "task": "observability.tasks.notify_waits_and_evaluations", "schedule": timedelta(minutes=1),
+    },
+    "sample-gpu-utilisation": {"task": "observability.tasks.sample_gpu_utilisation", "schedule": timedelta(minutes=1)},
+    "worker-heartbeat": {"task": "observability.tasks.heartbeat", "schedule": timedelta(seconds=30)},
     "fail-abandoned-evaluations": {
         "task": "evaluations.tasks.fail_abandoned_evaluations",
         "schedule": timedelta(minutes=1),
@@ -280,6 +288,25 @@ LOCAL_DEMO_PYTHON = env.str("LOCAL_DEMO_PYTHON", default="")
 LOG_ARCHIVE_BYTES = env.int("LOG_ARCHIVE_BYTES", default=4 * 1024 * 1024)  # the cap of one instance's archived log
 # How many runs of a task keep their archived logs (the newest ones); 0 keeps every run's.
 LOG_RUNS_KEPT = env.int("LOG_RUNS_KEPT", default=0)
+
+# Observability: who may scrape /metrics (networks, or a bearer token), and how long minute samples are kept.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+SAMPLES_MINUTE_DAYS = env.int("SAMPLES_MINUTE_DAYS", default=7)
+# GPU utilisation: DCGM through this Prometheus on Kubernetes (nvidia-smi on the local runtime); a running
+# task whose GPUs stayed under IDLE_UTILISATION_PERCENT for IDLE_HOURS is flagged idle.
+DCGM_PROMETHEUS_URL = env.str("DCGM_PROMETHEUS_URL", default="")
+IDLE_HOURS = env.int("IDLE_HOURS", default=4)
+IDLE_UTILISATION_PERCENT = env.float("IDLE_UTILISATION_PERCENT", default=5.0)
+# Notifications: the portal's address in links, the webhooks' patience, retries and when one is disabled.
+PORTAL_URL = env.str("PORTAL_URL", default="http://127.0.0.1:8000")
+NOTIFY_QUEUED_MINUTES = env.int("NOTIFY_QUEUED_MINUTES", default=30)
+NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
+NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=10)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_DISABLE_AFTER = env.int("WEBHOOK_DISABLE_AFTER", default=5)
+# The Celery tasks told of every state change of a task, after commit (by name: ``tasks`` imports none of them).
+TASK_EVENT_HANDLERS = env.list("TASK_EVENT_HANDLERS", default=["observability.tasks.event_recorded"])
 
 LOGGING = {
     "version": 1,

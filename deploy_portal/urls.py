@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from deploy_portal.portal import metrics
 from deploy_portal.portal.urls import evaluation_urls
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/v1/", include("deploy_portal.api.urls")),
     path("evaluations/", include(evaluation_urls)),
     path("", include("deploy_portal.portal.urls")),

@@ -23,6 +23,7 @@ from tasks.models import InstanceStatus, Task, TaskInstance, TaskRun
 from tasks.states import HOLDING, Status
 
 from . import services
+from .instruments import START_APPLY_SECONDS
 from .runtimes import get_runtime
 from .runtimes.base import RuntimeFailure, TransientRuntimeError
 from .runtimes.logs import archive_instance_log
@@ -187,6 +188,8 @@ def deploy(task_id, run_id=None):
     if task is None:
         return None
     get_runtime().apply(run)
+    if task.started_at is not None:
+        START_APPLY_SECONDS.observe(max(0.0, (timezone.now() - task.started_at).total_seconds()))
     return observe_task(task_id, run.pk)
 
 

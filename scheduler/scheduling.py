@@ -20,6 +20,7 @@ from tasks.models import Task, TaskInstance, TaskRun
 from tasks.services import task_transition
 
 from . import dispatch
+from .instruments import SCHEDULING_PASS_SECONDS
 from .placement import never_fits
 from .ports import PortBook
 from .reasons import never_fits_sentence
@@ -114,6 +115,7 @@ def drop_hopeless(state):
     state.queue = [queued for queued in state.queue if queued.id not in hopeless]
 
 
+@SCHEDULING_PASS_SECONDS.time()
 def run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or PortBook(locked=True)

@@ -4,6 +4,8 @@ Each service checks, changes state inside one transaction and writes the timelin
 event in the same transaction.
 """
 
+from celery import current_app
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
@@ -54,8 +56,19 @@ def _write_mounts(task, mounts):
     )
 
 
+def _announce(event):
+    """After commit, tell ``settings.TASK_EVENT_HANDLERS`` (Celery tasks, by name) of a state change.
+
+    ``robust``: a broker that cannot be reached is logged, never raised into whoever changed the state.
+    """
+    if event.from_status == event.to_status:
+        return
+    for name in settings.TASK_EVENT_HANDLERS:
+        transaction.on_commit(lambda name=name: current_app.tasks[name].delay(event.pk), robust=True)
+
+
 def event_record(*, task, operation, actor=None, message="", from_status=None, to_status=None):
-    return TaskEvent.objects.create(
+    event = TaskEvent.objects.create(
         task=task,
         operation=operation,
         actor=actor if (actor is not None and actor.is_authenticated) else None,
@@ -63,6 +76,8 @@ def event_record(*, task, operation, actor=None, message="", from_status=None, t
         from_status=from_status if from_status is not None else task.status,
         to_status=to_status if to_status is not None else task.status,
     )
+    _announce(event)
+    return event
 
 
 @transaction.atomic

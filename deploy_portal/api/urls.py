@@ -12,7 +12,7 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from . import clusters, evaluations, queue
+from . import clusters, evaluations, queue, usage
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
@@ -46,6 +46,7 @@ urlpatterns = [
     *router.urls,
     *queue.urlpatterns,
     *evaluations.urlpatterns,
+    *usage.urlpatterns,
     # Anything else under /api/v1/ answers like the API does, not with the portal's HTML page.
     re_path(r"^", csrf_exempt(lambda request, *args, **kwargs: JsonResponse({"detail": _("Not found.")}, status=404))),
 ]

@@ -9,8 +9,10 @@ lets the service give its one answer for "not granted" and "does not exist" alik
 
 import re
 import shlex
+from functools import partial
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.template.loader import render_to_string
@@ -22,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from clusters.models import Project, Storage, VirtualCluster
 from evaluations.models import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TOKENS, Evaluation
 from evaluations.services import PARAMETER_FIELDS
+from observability.models import Webhook
 from tasks.models import TaskType
 from tasks.services import CONFIG_FIELDS
 
@@ -235,3 +238,57 @@ class EvaluationForm(forms.ModelForm):
                     field.widget.attrs["min"] = validator.limit_value
                 elif isinstance(validator, MaxValueValidator):
                     field.widget.attrs["max"] = validator.limit_value
+
+
+
+
+class UsagePeriodForm(forms.Form):
+    """The period of the GPU-hours page: whole days, the end day included; this month by default."""
+
+    since = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    until = forms.DateField(label=_("To (included)"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            raise ValidationError({"until": _("The end of the period is before its start.")})
+        return data
+
+
+class NotificationPreferencesForm(forms.Form):
+    """Per event: by e-mail, to one of the user's webhooks; and after how many minutes a wait is worth telling."""
+
+    queued_minutes = forms.IntegerField(label=_("Tell me about a wait after (minutes)"), min_value=1, max_value=7 * 24 * 60)
+
+    def __init__(self, *args, user, events, preferences, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.events = events
+        webhooks = user.webhooks.filter(project__isnull=True)
+        current = {p.event: p for p in preferences}
+        self.initial.setdefault(
+            "queued_minutes", next((p.queued_minutes for p in preferences), settings.NOTIFY_QUEUED_MINUTES)
+        )
+        for value, label in events:
+            preference = current.get(value)
+            self.fields[f"{value}_email"] = forms.BooleanField(
+                label=_("E-mail"), required=False, initial=bool(preference and preference.email),
+            )
+            self.fields[f"{value}_webhook"] = forms.ModelChoiceField(
+                webhooks, label=_("Webhook"), required=False, empty_label=_("No webhook"),
+                initial=preference.webhook_id if preference else None,
+            )
+
+    def rows(self):
+        return [(label, self[f"{value}_email"], self[f"{value}_webhook"]) for value, label in self.events]
+
+    def choices(self):
+        return {
+            value: (self.cleaned_data[f"{value}_email"], self.cleaned_data[f"{value}_webhook"]) for value, _l in self.events
+        }
+
+
+class WebhookForm(forms.ModelForm):
+    class Meta:
+        model = Webhook
+        fields = ("name", "kind", "url", "secret")
+        field_classes = {"url": partial(forms.URLField, assume_scheme="https")}

@@ -28,6 +28,7 @@ from tasks.states import HOLDING, Action, Status
 
 from .forms import TaskForm
 from .live import live_region, live_response, login_required, visible_or_404
+from .utilisation import gpu_utilisation_context
 
 LOG_TAIL_LINES = 1000
 MODELS_TIMEOUT = 2.0  # seconds the page waits for an endpoint's /v1/models
@@ -190,8 +191,11 @@ def task_live(request, pk):
 
 
 def _instances_region(request, task):
-    instances = TaskInstance.objects.filter(run_id=task.current_run_id).order_by("index")
-    context = {"task": task, "instances": instances, "following": task.status in HOLDING}
+    instances = list(TaskInstance.objects.filter(run_id=task.current_run_id).order_by("index"))
+    context = {
+        "task": task, "instances": instances, "following": task.status in HOLDING,
+        **gpu_utilisation_context(task, instances),
+    }
     return {
         "template": "portal/_instances.html", "context": context,
         "url": reverse("portal:task-instances-live", args=[task.pk]), "element_id": "instances",

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, operations, queue, tokens
+from . import evaluations, notifications, operations, queue, tokens, utilisation
 from . import task_pages as tasks
 
 app_name = "portal"
@@ -32,6 +32,14 @@ urlpatterns = [
     path("token/", tokens.token_page, name="token"),
     path("token/new/", tokens.token_create, name="token-create"),
     path("token/revoke/", tokens.token_revoke, name="token-revoke"),
+
+
+    path("utilisation/", utilisation.utilisation_index, name="utilisation-index"),
+    path("virtual-clusters/<int:pk>/utilisation/", utilisation.utilisation, name="utilisation"),
+    path("gpu-hours/", utilisation.gpu_hours, name="gpu-hours"),
+    path("idle-deployments/", utilisation.idle_deployments, name="idle-deployments"),
+    path("notifications/", notifications.notification_settings, name="notifications"),
+    path("notifications/webhooks/<int:pk>/toggle/", notifications.webhook_toggle, name="webhook-toggle"),
 ]
 
 evaluation_urls = ([

@@ -32,6 +32,9 @@ SPEC_TABLE = {
     # Issue 13 (newer than SPEC): every start is a run with its own instances and logs.
     "tasks/{id}/runs/": {"GET"},
     "runs/{id}/": {"GET"},
+    # Issue 16: the utilisation history and GPU-hours, for scripts as for the pages.
+    "gpu-hours/": {"GET"},
+    "virtual-clusters/{id}/utilisation/": {"GET"},
     # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
     "": {"GET"},
     "auth/token/": {"POST"},
