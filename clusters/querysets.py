@@ -28,6 +28,18 @@ class VirtualClusterQuerySet(models.QuerySet):
         return self.usable_by(user)
 
 
+class PriorityClassQuerySet(models.QuerySet):
+    def usable_by(self, user):
+        """Classes open to everyone (granted to nobody), granted to the user or a group of theirs; managers: all."""
+        if not (user and user.is_authenticated):
+            return self.none()
+        if is_manager(user):
+            return self.all()
+        granted = Q(users=user) | Q(groups__in=user.groups.all())
+        open_to_all = Q(users__isnull=True, groups__isnull=True)
+        return self.filter(pk__in=self.model.objects.filter(granted | open_to_all).values("pk"))
+
+
 class NodeQuerySet(models.QuerySet):
     def schedulable(self):
         return self.filter(schedulable=True)

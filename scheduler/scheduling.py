@@ -19,7 +19,7 @@ from tasks.exceptions import OperationRefused
 from tasks.models import Task, TaskInstance
 from tasks.services import task_transition
 
-from . import dispatch
+from . import dispatch, notices
 from .placement import never_fits
 from .ports import PortBook
 from .reasons import never_fits_sentence
@@ -113,17 +113,44 @@ def drop_hopeless(state):
     state.queue = [queued for queued in state.queue if queued.id not in hopeless]
 
 
+def write_reclaims(state, plan, ports):
+    """Kill the holders ``plan`` reclaims (tasks on borrowed SKUs) for the tasks it places, with the reason."""
+    if not plan.reclaims:
+        return
+    queued = {task.id: task for task in state.queue if task.id in plan.reclaims}
+    killed_for = {victim: task_id for task_id, victims in plan.reclaims.items() for victim in victims}
+    victims = Task.objects.select_for_update(of=("self",)).select_related("owner").filter(pk__in=list(killed_for))
+    for victim in victims.order_by("pk"):
+        task = queued[killed_for[victim.pk]]
+        why = Sentence(
+            N_("Killed: it ran on borrowed SKUs, reclaimed for project %(project)s (for “%(task)s”)."),
+            project=state.quotas[task.project].project_name, task=task.name,
+        )
+        ports.release(victim.endpoint_port)
+        task_transition(
+            task=victim, transition="kill", operation="reclaim", message=why, endpoint_port=None, status_message=why,
+        )
+        dispatch.teardown_after_commit(victim.pk)
+        notices.mail_killed(victim, why)
+
+
+def write_plans(states, plans, ports, how=None):
+    """Write what ``plans`` decided for ``states``: the reclaimed tasks killed, then the placements."""
+    placements = {}
+    for vc_id, plan in plans.items():
+        write_reclaims(states[vc_id], plan, ports)
+        for task_id, node_ids in plan.placements.items():
+            placements[task_id] = (states[vc_id], node_ids)
+    return write_placements(placements, ports, how)
+
+
 def run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or PortBook(locked=True)
     states = cluster_states(clusters)
     for state in states.values():
         drop_hopeless(state)
-    placements = {}
-    for vc_id, plan in plan_clusters(states, ports).items():
-        for task_id, node_ids in plan.placements.items():
-            placements[task_id] = (states[vc_id], node_ids)
-    return write_placements(placements, ports)
+    return write_plans(states, plan_clusters(states, ports), ports)
 
 
 @transaction.atomic

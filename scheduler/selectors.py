@@ -1,7 +1,9 @@
 """Reads for the scheduler: the plain-data state of virtual clusters, and the queue status views.
 
 Every function here reads with a fixed number of queries, whatever the number of tasks or VCs:
-one for the clusters, one for their machines, one aggregate for the SKUs held, one for the queues.
+one for the clusters, one for their machines, one aggregate for the SKUs held, one for the quotas, one for
+the queues; and where some VC has quotas or fair share, one for what each project holds (its holders, one
+row per instance, where some VC reclaims).
 """
 
 from collections import defaultdict
@@ -9,16 +11,17 @@ from dataclasses import dataclass, field
 
 from django.db.models import Sum
 
-from clusters.models import Node, VirtualCluster
+from clusters.models import Node, ProjectQuota, VirtualCluster
 from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Status
 
 from .placement import Demand, FreeBlocks, Machine, never_fits
 from .ports import PortBook
-from .queues import QueuedTask, plan_queue
+from .queues import FAIR_SHARE, QueuedTask, Quota, borrowed, plan_queue
 from .reasons import wait_text
+from .victims import Holder
 
-CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy")
+CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy", "reclaim")
 
 
 @dataclass
@@ -30,10 +33,22 @@ class ClusterState:
     gpu_type: str
     sku_gpus: int
     queue_policy: str
+    reclaim: bool = False
     machines: list = field(default_factory=list)
     machine_info: dict = field(default_factory=dict)  # machine id -> {"name", "gpu_type", "capacity"}
     queue: list = field(default_factory=list)
     owners: dict = field(default_factory=dict)  # task id -> (owner id, owner username), when asked for
+    quotas: dict = field(default_factory=dict)  # project id -> queues.Quota
+    usage: dict = field(default_factory=dict)  # project id -> SKUs its holding tasks use here
+    holders: list = field(default_factory=list)  # victims.Holder of every holding task, where the VC reclaims
+    holder_projects: dict = field(default_factory=dict)  # task id -> project id, for ``holders``
+
+    @property
+    def reclaimable(self):
+        """The holders on other projects' borrowed SKUs, where the VC reclaims (none without quotas)."""
+        if not (self.reclaim and self.quotas):
+            return []
+        return borrowed(self.holders, self.holder_projects, self.quotas)
 
     @property
     def total_skus(self):
@@ -66,22 +81,60 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True):
         state.machine_info[node_id] = {"name": name, "gpu_type": gpu_type, "capacity": capacity}
     if not with_queue:
         return states
-    fields = ["id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id"]
+    _read_quotas(states)
+    fields = [
+        "id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id",
+        "project_id", "priority",
+    ]
     if with_owners:
         fields += ["owner_id", "owner__username"]
     rows = (
         Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=ids)
-        .order_by("virtual_cluster_id", "-pinned", "queued_at", "id")
+        .order_by("virtual_cluster_id", "-pinned", "-priority", "queued_at", "id")
         .values_list(*fields)
     )
+    queues = {vc_id: state.queue.append for vc_id, state in states.items()}
     for row in rows:
-        task_id, name, sku_count, replicas, pinned, expose_port, external_port, vc_id = row[:8]
-        state = states[vc_id]
-        port = external_port if expose_port else None
-        state.queue.append(QueuedTask(task_id, name, sku_count, replicas, pinned, port))
+        task_id, name, sku_count, replicas, pinned, expose_port, external_port, vc_id, project, priority = row[:10]
+        queues[vc_id](QueuedTask(
+            task_id, name, sku_count, replicas, pinned, external_port if expose_port else None, project, priority
+        ))
         if with_owners:
-            state.owners[task_id] = (row[8], row[9])
+            states[vc_id].owners[task_id] = (row[10], row[11])
     return states
+
+
+def _read_quotas(states):
+    """The quotas of ``states``, and what each project holds where a VC has quotas or fair share."""
+    rows = ProjectQuota.objects.filter(virtual_cluster_id__in=list(states)).values_list(
+        "virtual_cluster_id", "project_id", "project__name", "guaranteed_skus", "borrowing_limit"
+    )
+    for vc_id, project_id, project_name, guaranteed, limit in rows:
+        states[vc_id].quotas[project_id] = Quota(project_name, guaranteed, limit)
+    shared = [s.id for s in states.values() if s.quotas or s.queue_policy == FAIR_SHARE]
+    if not shared:
+        return
+    holding = TaskInstance.objects.filter(task__status__in=HOLDING, task__virtual_cluster_id__in=shared).order_by()
+    reclaiming = {s.id for s in states.values() if s.reclaim and s.quotas}
+    if not reclaiming:
+        totals = holding.values("task__virtual_cluster_id", "task__project_id").annotate(used=Sum("sku_count"))
+        for vc_id, project_id, used in totals.values_list("task__virtual_cluster_id", "task__project_id", "used"):
+            states[vc_id].usage[project_id] = used
+        return
+    instances = defaultdict(list)
+    started = {}
+    rows = holding.values_list(
+        "task__virtual_cluster_id", "task__project_id", "task_id", "task__started_at", "node_id", "sku_count"
+    )
+    for vc_id, project_id, task_id, started_at, node_id, skus in rows:
+        state = states[vc_id]
+        state.usage[project_id] = state.usage.get(project_id, 0) + skus
+        if vc_id in reclaiming:
+            instances[task_id].append((node_id, skus))
+            started[task_id] = (vc_id, started_at)
+            state.holder_projects[task_id] = project_id
+    for task_id, (vc_id, started_at) in started.items():
+        states[vc_id].holders.append(Holder(task_id, started_at, tuple(instances[task_id])))
 
 
 def plan_clusters(states, ports, *, explain=False):
@@ -95,7 +148,8 @@ def plan_clusters(states, ports, *, explain=False):
         state = states[vc_id]
         plans[vc_id] = plan = plan_queue(
             machines=state.machines, queue=state.queue, policy=state.queue_policy,
-            ports_in_use=ports.for_queue(state.queue), explain=explain,
+            ports_in_use=ports.for_queue(state.queue), explain=explain, quotas=state.quotas, usage=state.usage,
+            reclaimable=state.reclaimable, holder_projects=state.holder_projects,
         )
         ports.plan(state.queue, plan)
     return plans
@@ -121,7 +175,7 @@ def _entry(state, plan, task):
     owner_id, owner = state.owners.get(task.id, (None, None))
     return {
         "id": task.id, "name": task.name, "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
-        "sku_count": task.sku_count, "replicas": task.replicas,
+        "sku_count": task.sku_count, "replicas": task.replicas, "priority": task.priority,
         "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait_text(wait),
     }
 
@@ -141,7 +195,10 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
     result = []
     for state in states.values():
         plan = plans[state.id]
-        shown = state.queue if limit is None else state.queue[:limit]
+        in_line = state.queue
+        if state.quotas or state.queue_policy == FAIR_SHARE:  # the order they are decided in, not their arrival
+            in_line = sorted(state.queue, key=lambda t: plan.positions[t.id])
+        shown = in_line if limit is None else in_line[:limit]
         pinned = next((t for t in state.queue if t.pinned), None)
         result.append({
             "id": state.id, "name": state.name, "gpu_type": state.gpu_type, "queue_policy": state.queue_policy,
@@ -149,7 +206,7 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
             "queued_count": len(state.queue),
             "pinned": {"id": pinned.id, "name": pinned.name} if pinned else None,
             "queue": [_entry(state, plan, t) for t in shown],
-            "mine": [_entry(state, plan, t) for t in state.queue if state.owners[t.id][0] == user.pk],
+            "mine": [_entry(state, plan, t) for t in in_line if state.owners[t.id][0] == user.pk],
         })
     return result
 
