@@ -20,7 +20,7 @@ from tasks.models import Task, TaskInstance
 from tasks.services import task_transition
 
 from . import dispatch, notices
-from .placement import never_fits
+from .placement import Capacity
 from .ports import PortBook
 from .reasons import never_fits_sentence
 from .selectors import CLUSTER_FIELDS, cluster_states, plan_clusters
@@ -94,12 +94,13 @@ def drop_hopeless(state):
     SPEC refuses such a task at start rather than queue it forever; one queued before its machines were
     removed or shrunk leaves the queue the same way, so a strict queue is never stalled behind it.
     """
-    verdicts, hopeless = {}, {}
+    capacity, verdicts, hopeless = Capacity(state.machines), {}, {}
     for queued in state.queue:
-        if queued.demand not in verdicts:
-            verdicts[queued.demand] = never_fits(state.machines, queued.demand)
-        if verdicts[queued.demand] is not None:
-            hopeless[queued.id] = verdicts[queued.demand]
+        key = (queued.sku_count, queued.replicas)
+        if key not in verdicts:
+            verdicts[key] = capacity.never_fits(queued.demand)
+        if verdicts[key] is not None:
+            hopeless[queued.id] = verdicts[key]
     if not hopeless:
         return
     for task in Task.objects.select_for_update(of=("self",)).filter(pk__in=list(hopeless)).order_by("pk"):
@@ -118,13 +119,14 @@ def write_reclaims(state, plan, ports):
     if not plan.reclaims:
         return
     queued = {task.id: task for task in state.queue if task.id in plan.reclaims}
+    names = dict(Task.objects.filter(pk__in=list(plan.reclaims)).values_list("pk", "name"))
     killed_for = {victim: task_id for task_id, victims in plan.reclaims.items() for victim in victims}
     victims = Task.objects.select_for_update(of=("self",)).select_related("owner").filter(pk__in=list(killed_for))
     for victim in victims.order_by("pk"):
         task = queued[killed_for[victim.pk]]
         why = Sentence(
             N_("Killed: it ran on borrowed SKUs, reclaimed for project %(project)s (for “%(task)s”)."),
-            project=state.quotas[task.project].project_name, task=task.name,
+            project=state.quotas[task.project].project_name, task=names[task.id],
         )
         ports.release(victim.endpoint_port)
         task_transition(
@@ -147,7 +149,7 @@ def write_plans(states, plans, ports, how=None):
 def run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or PortBook(locked=True)
-    states = cluster_states(clusters)
+    states = cluster_states(clusters, with_names=False)
     for state in states.values():
         drop_hopeless(state)
     return write_plans(states, plan_clusters(states, ports), ports)
