@@ -135,3 +135,13 @@ def test_reclaim_never_kills_for_a_borrower_nor_a_task_within_its_guarantee():
     plan = plan_queue(machines=machines, queue=[task(1, 4, A)], policy=STRICT_FIFO, quotas=quotas,
                       usage={A: 4, B: 4}, reclaimable=[Holder(10, 1, ((1, 4),))], holder_projects=projects)
     assert plan.reclaims == {} and plan.placements == {}  # A would borrow: reclaim is only for a guarantee
+
+
+def test_reclaim_gives_up_when_even_every_borrowed_task_would_not_make_room():
+    machines = [Machine(1, "m1", 8, 8)]
+    projects = {10: B, 11: B}
+    quotas = {A: Quota("proj-a", 8), B: Quota("proj-b", 4)}
+    holders = [Holder(10, 1, ((1, 4),)), Holder(11, 2, ((1, 4),))]
+    plan = plan_queue(machines=machines, queue=[task(1, 6, A)], policy=STRICT_FIFO, quotas=quotas, usage={B: 8},
+                      reclaimable=borrowed(holders, projects, quotas), holder_projects=projects, explain=True)
+    assert plan.reclaims == {} and plan.waits[1].code == WaitCode.CAPACITY
