@@ -6,7 +6,14 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .querysets import NodeQuerySet, PriorityClassQuerySet, ProjectQuerySet, StorageQuerySet, VirtualClusterQuerySet
+from .querysets import (
+    NodeQuerySet,
+    PriorityClassQuerySet,
+    ProjectQuerySet,
+    ProjectQuotaQuerySet,
+    StorageQuerySet,
+    VirtualClusterQuerySet,
+)
 
 
 class Project(models.Model):
@@ -93,6 +100,8 @@ class ProjectQuota(models.Model):
         _("borrowing limit (SKUs)"), null=True, blank=True,
         help_text=_("SKUs it may use beyond its guarantee while others leave them idle; blank: no limit."),
     )
+
+    objects = ProjectQuotaQuerySet.as_manager()
 
     class Meta:
         ordering = ["virtual_cluster", "project"]

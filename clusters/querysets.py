@@ -40,6 +40,13 @@ class PriorityClassQuerySet(models.QuerySet):
         return self.filter(pk__in=self.model.objects.filter(granted | open_to_all).values("pk"))
 
 
+class ProjectQuotaQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The quotas of the VCs the user may look at."""
+        clusters = self.model._meta.get_field("virtual_cluster").related_model.objects.visible_to(user)
+        return self.filter(virtual_cluster__in=clusters)
+
+
 class NodeQuerySet(models.QuerySet):
     def schedulable(self):
         return self.filter(schedulable=True)

@@ -149,8 +149,9 @@ def task_force_start(*, task, user):
         write_placements(
             {task.pk: (state, list(choice.placement))}, ports, {task.pk: ("place", user, Action.FORCE_START, message)}
         )
-        if victims:
-            run_pass(clusters, ports)  # a victim may have freed more than the forced task needed
+        # A victim may have freed more than the forced task needed; without victims, the forced task was a
+        # pinned one held back by its project's borrowing limit, and the queue behind it moves on.
+        run_pass(clusters, ports)
     task.refresh_from_db()
     return task
 

@@ -28,7 +28,7 @@ from .selectors import CLUSTER_FIELDS, cluster_states, plan_clusters
 
 def lock_clusters(ids, *, skip_locked=False):
     """Lock the VC rows (in id order) and read them; ``ids=None``: all."""
-    rows = VirtualCluster.objects.select_for_update(skip_locked=skip_locked).order_by("pk")
+    rows = VirtualCluster.objects.select_for_update(skip_locked=skip_locked, of=("self",)).order_by("pk")
     if ids is not None:
         rows = rows.filter(pk__in=list(ids))
     return list(rows.values(*CLUSTER_FIELDS))
@@ -149,7 +149,7 @@ def write_plans(states, plans, ports, how=None):
 def run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or PortBook(locked=True)
-    states = cluster_states(clusters, with_names=False)
+    states = cluster_states(clusters, for_pass=True)
     for state in states.values():
         drop_hopeless(state)
     return write_plans(states, plan_clusters(states, ports), ports)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.db.models import Sum
 
-from clusters.models import Node, ProjectQuota, VirtualCluster
+from clusters.models import Node, VirtualCluster
 from tasks.models import Task, TaskInstance
 from tasks.states import HOLDING, Status
 
@@ -22,7 +22,10 @@ from .queues import FAIR_SHARE, QueuedTask, Quota, borrowed, plan_queue
 from .reasons import wait_text
 from .victims import Holder
 
-CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy", "reclaim")
+STATE_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy", "reclaim")
+# A VC's row joined to its quotas, one row per quota (the VC's own row once when it has none): no query of their own.
+QUOTA_FIELDS = ("quotas__project_id", "quotas__project__name", "quotas__guaranteed_skus", "quotas__borrowing_limit")
+CLUSTER_FIELDS = STATE_FIELDS + QUOTA_FIELDS
 
 
 @dataclass
@@ -65,16 +68,21 @@ class ClusterState:
         return FreeBlocks(self.machines).total
 
 
-def cluster_states(clusters, *, with_owners=False, with_queue=True, with_names=True):
+def cluster_states(clusters, *, with_owners=False, with_queue=True, for_pass=False):
     """{vc id: ClusterState} for ``clusters`` (dicts with CLUSTER_FIELDS): two queries without the queue, with it
-    four, and one more where some VC reclaims. ``with_names=False`` (the pass, which says no reasons) leaves
-    the queued tasks' names out."""
-    states = {row["id"]: ClusterState(**{name: row[name] for name in CLUSTER_FIELDS}) for row in clusters}
+    three, one more where some VC has quotas or fair share and one where some VC reclaims. ``for_pass``: the
+    pass says no reasons, so the queued tasks' names are left out, and its transaction gives the queues' sort
+    the memory it needs (``SET LOCAL``, for that transaction alone: PostgreSQL sorts them in memory, not on disk)."""
+    states = {}
+    for row in clusters:
+        if row["id"] not in states:
+            states[row["id"]] = ClusterState(**{name: row[name] for name in STATE_FIELDS})
+        project, project_name, guaranteed, limit = (row[name] for name in QUOTA_FIELDS)
+        if project is not None:
+            states[row["id"]].quotas[project] = Quota(project_name, guaranteed, limit)
     if not states:
         return states
     ids = list(states)
-    if with_queue:
-        _read_quotas(states)
     holding = TaskInstance.objects.filter(task__status__in=HOLDING, node__virtual_cluster_id__in=ids).order_by()
     if with_queue and any(state.shared for state in states.values()):
         # One read for both: what each machine has used, and what each project holds on it.
@@ -103,29 +111,25 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True, with_names=T
         usage = cluster_of[node_id].usage
         usage[project] = usage.get(project, 0) + skus
     _read_holders(states)
-    _read_queues(states, with_owners=with_owners, with_names=with_names)
+    _read_queues(states, with_owners=with_owners, for_pass=for_pass)
     return states
 
 
 QUEUE_ORDER = ("virtual_cluster_id", "-pinned", "-priority", "queued_at", "id")
 
 
-def _read_queues(states, *, with_owners, with_names):
-    """The queues of ``states`` in their order, straight from the cursor (a pass reads 100,000 rows).
-
-    Inside a transaction the sort gets the memory it needs (``SET LOCAL``, for that transaction alone), so
-    PostgreSQL sorts the queues in memory rather than on disk.
-    """
+def _read_queues(states, *, with_owners, for_pass):
+    """The queues of ``states`` in their order, straight from the cursor (a pass reads 100,000 rows)."""
     fields = [
         "virtual_cluster_id", "id", "sku_count", "replicas", "pinned", "expose_port", "external_port", "project_id",
         "priority",
     ]
-    fields += ["name"] if with_names else []
+    fields += [] if for_pass else ["name"]
     fields += ["owner_id", "owner__username"] if with_owners else []
     rows = Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=list(states)).order_by(*QUEUE_ORDER)
     sql, params = rows.values_list(*fields).query.sql_with_params()
     with connection.cursor() as cursor:
-        if connection.in_atomic_block and connection.vendor == "postgresql":
+        if for_pass and connection.vendor == "postgresql":
             cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -133,20 +137,11 @@ def _read_queues(states, *, with_owners, with_names):
     for row in rows:
         vc_id, task_id, sku_count, replicas, pinned, expose_port, external_port, project, priority = row[:9]
         queues[vc_id](QueuedTask(
-            task_id, row[9] if with_names else "", sku_count, replicas, pinned, external_port if expose_port else None,
+            task_id, "" if for_pass else row[9], sku_count, replicas, pinned, external_port if expose_port else None,
             project, priority,
         ))
         if with_owners:
             states[vc_id].owners[task_id] = row[-2:]
-
-
-def _read_quotas(states):
-    """The quotas of ``states``."""
-    rows = ProjectQuota.objects.filter(virtual_cluster_id__in=list(states)).values_list(
-        "virtual_cluster_id", "project_id", "project__name", "guaranteed_skus", "borrowing_limit"
-    )
-    for vc_id, project_id, project_name, guaranteed, limit in rows:
-        states[vc_id].quotas[project_id] = Quota(project_name, guaranteed, limit)
 
 
 def _read_holders(states):

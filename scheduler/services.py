@@ -55,7 +55,9 @@ def task_start(*, task, user):
         ports = PortBook(locked=True)
         wanted = task.external_port if task.expose_port else None
         ports.refuse_if_held(wanted)
-        priority = task.priority_class.value if task.priority_class_id else 0
+        priority = task.priority_class.value if task.priority_class_id else 0  # resolved now, as Kubernetes admits a pod
+        if task.priority != priority:
+            Task.objects.filter(pk=task.pk).update(priority=priority)
         insert_arrival(state.queue, QueuedTask(
             task.pk, task.name, task.sku_count, task.replicas, False, wanted, task.project_id, priority
         ))
@@ -65,7 +67,7 @@ def task_start(*, task, user):
             task_transition(
                 task=task, transition="enqueue", actor=user, operation=Action.START,
                 message=Sentence(N_("Started and queued: %(reason)s."), reason=reason),
-                queued_at=timezone.now(), status_message="", priority=priority,
+                queued_at=timezone.now(), status_message="",
             )
         write_plans({state.id: state}, {state.id: plan}, ports, {task.pk: ("deploy", user, Action.START, "")})
     task.refresh_from_db()

@@ -7,12 +7,13 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from . import clusters, evaluations, queue
+from . import clusters, evaluations, queue, quotas
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
 router = SimpleRouter()
 clusters.register(router)
+quotas.register(router)
 tasks.register(router)
 
 urlpatterns = [

@@ -17,7 +17,7 @@ from django.urls import reverse_lazy
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from clusters.models import Project, Storage, VirtualCluster
+from clusters.models import PriorityClass, Project, Storage, VirtualCluster
 from evaluations.models import Evaluation
 from evaluations.services import PARAMETER_FIELDS
 from tasks.models import TaskType
@@ -151,6 +151,10 @@ class TaskForm(forms.Form):
         VirtualCluster.objects.none(), lookup=VirtualCluster.objects.all(), label=_("Virtual cluster"),
     )
     sku_count = forms.IntegerField(label=_("SKU count"), required=False, initial=1)
+    priority_class = GrantedChoiceField(
+        PriorityClass.objects.none(), lookup=PriorityClass.objects.all(), label=_("Priority"),
+        empty_label=_("Normal (default)"),
+    )
     replicas = forms.IntegerField(label=_("Replicas"), required=False, initial=1)
     expose_port = forms.BooleanField(label=_("Expose a port"), required=False, initial=True)
     container_port = forms.IntegerField(label=_("Container port"), required=False, initial=8000)
@@ -174,6 +178,7 @@ class TaskForm(forms.Form):
         self.user = user
         self.fields["project"].queryset = Project.objects.of_member(user)
         self.fields["virtual_cluster"].queryset = VirtualCluster.objects.usable_by(user)
+        self.fields["priority_class"].queryset = PriorityClass.objects.usable_by(user)
         self.fields["mounts"].widget.storages = list(Storage.objects.mountable_by(user))
         for name in locked:
             self.fields[name].disabled = True

@@ -29,6 +29,11 @@ SPEC_TABLE = {
     "tasks/{id}/evaluations/": {"GET", "POST"},
     "evaluations/{id}/": {"GET"},
     "queue/": {"GET"},
+    # Issue 17: quotas and priority classes, read by everyone concerned and written by managers.
+    "quotas/": {"GET", "POST"},
+    "quotas/{id}/": {"GET", "PATCH", "DELETE"},
+    "priority-classes/": {"GET", "POST"},
+    "priority-classes/{id}/": {"GET", "PATCH", "DELETE"},
     # Authentication, schema and docs, named in the paragraph above the table.
     "auth/token/": {"POST"},
 }
