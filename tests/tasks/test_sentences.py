@@ -12,7 +12,7 @@ from deploy_portal.messages import N_, NP_, Literal, Sentence, joined
 from scheduler.runtimes.local.runtime import exit_sentence
 from scheduler.services import task_fail, task_start
 from tasks.models import Task, TaskEvent
-from tests.factories import PASSWORD, TaskFactory, UserFactory
+from tests.factories import PASSWORD, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
 
 KILLED = "Killed to make room for “%(task)s”, force-started by %(manager)s."
 
@@ -90,7 +90,11 @@ def test_the_migration_keeps_the_text_written_before_it():
     before, after = [("tasks", "0004_task_status_idx_with_id")], executor.loader.graph.leaf_nodes("tasks")
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
-    task = TaskFactory()
+    # Made with the models as they were then: today's Task has columns the old table lacks.
+    task = apps.get_model("tasks", "Task").objects.create(
+        name="old", image="registry.example.com/old:1", project_id=ProjectFactory().pk,
+        virtual_cluster_id=VirtualClusterFactory().pk, owner_id=UserFactory().pk,
+    )
     OldEvent = apps.get_model("tasks", "TaskEvent")
     OldEvent.objects.create(task_id=task.pk, operation="stop", message="停止了 (written in 2026)")
     apps.get_model("tasks", "Task").objects.filter(pk=task.pk).update(status_message="Stopped by hand.")
@@ -98,6 +102,6 @@ def test_the_migration_keeps_the_text_written_before_it():
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(after)
-    event = TaskEvent.objects.get(task=task, operation="stop")
+    event = TaskEvent.objects.get(task_id=task.pk, operation="stop")
     assert event.message == Literal("停止了 (written in 2026)") and said(event.message, "en") == "停止了 (written in 2026)"
     assert said(Task.objects.get(pk=task.pk).status_message, "zh-hans") == "Stopped by hand."
