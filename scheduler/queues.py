@@ -109,8 +109,7 @@ def plan_queue(*, machines, queue, policy, ports_in_use=frozenset(), explain=Fal
     with it, every waiting task gets its position and reason (the queue views).
     """
     planner = _Planner(machines, policy, ports_in_use, explain, quotas or {}, usage or {})
-    planner.reclaimable = list(reclaimable)
-    planner.holder_projects = holder_projects or {}
+    planner.reclaimable, planner.holder_projects = list(reclaimable), holder_projects or {}
     if not planner.quotas:
         planner.sweep(queue, defer=False)
     else:
@@ -134,7 +133,7 @@ class _Planner:
         self.barrier = None  # (code, task name) once nothing may overtake
         self.blocked_projects = {}  # project -> name of its first task that waits (fair share; strict quota)
         self.waiting = 0
-        self.reclaimable, self.holder_projects = [], {}
+        self.reclaimable, self.holder_projects = [], {}  # set by plan_queue where the VC reclaims
 
     def wait(self, task, result):
         self.waiting += 1

@@ -204,11 +204,23 @@ def _entry(state, plan, task):
     }
 
 
+def _quotas(state):
+    """The VC's quotas as the queue shows them: each project's SKUs used, guaranteed and the borrowing limit."""
+    return sorted(
+        (
+            {"project": quota.project_name, "used": state.usage.get(project, 0), "guaranteed": quota.guaranteed,
+             "borrowing_limit": quota.borrowing_limit}
+            for project, quota in state.quotas.items()
+        ),
+        key=lambda row: row["project"],
+    )
+
+
 def queue_status(*, user, virtual_cluster_id=None, limit=20):
     """The live queue of every VC the user may see (the sidebar and ``GET /api/v1/queue/``).
 
-    Per VC: id, name, gpu_type, queue_policy, free/total SKUs and GPUs, queued_count, pinned ({id, name} or
-    None), ``queue`` (the first ``limit`` queued tasks in order, pinned first; all of them when ``limit`` is
+    Per VC: id, name, gpu_type, queue_policy, free/total SKUs and GPUs, queued_count, reclaim, quotas (per
+    project: used, guaranteed, borrowing_limit), pinned ({id, name} or None), ``queue`` (the first ``limit`` queued tasks in order, pinned first; all of them when ``limit`` is
     None) and ``mine`` (the user's own queued tasks), each entry with position and reason.
     """
     clusters = VirtualCluster.objects.visible_to(user).order_by("name")
@@ -227,7 +239,7 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
         result.append({
             "id": state.id, "name": state.name, "gpu_type": state.gpu_type, "queue_policy": state.queue_policy,
             **_capacity(state),
-            "queued_count": len(state.queue),
+            "queued_count": len(state.queue), "reclaim": state.reclaim, "quotas": _quotas(state),
             "pinned": {"id": pinned.id, "name": pinned.name} if pinned else None,
             "queue": [_entry(state, plan, t) for t in shown],
             "mine": [_entry(state, plan, t) for t in in_line if state.owners[t.id][0] == user.pk],

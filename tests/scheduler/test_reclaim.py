@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from clusters.models import PriorityClass, ProjectQuota, QueuePolicy
@@ -81,6 +82,9 @@ def test_a_borrower_over_its_limit_waits_with_the_quota_reason(make_cluster):
     [vc] = queue_status(user=cluster.manager, virtual_cluster_id=cluster.vc.pk)
     assert vc["queue"][0]["reason_code"] == "quota"
     assert vc["queue"][0]["reason"].startswith("project proj-a has used 4/4 SKUs (guaranteed quota), may borrow 0")
+    assert vc["quotas"] == [{"project": "proj-a", "used": 4, "guaranteed": 4, "borrowing_limit": 0}]
+    sidebar = render_to_string("portal/_queue.html", {"clusters": [vc]})
+    assert "proj-a" in sidebar and "4/4 SKU guaranteed" in sidebar and "borrows up to 0" in sidebar
 
 
 def test_a_higher_priority_task_goes_first_and_the_queue_shows_it(make_cluster):
