@@ -9,7 +9,14 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .querysets import NodeQuerySet, ProjectQuerySet, StorageQuerySet, VirtualClusterQuerySet
+from .querysets import (
+    NodeQuerySet,
+    PriorityClassQuerySet,
+    ProjectQuerySet,
+    ProjectQuotaQuerySet,
+    StorageQuerySet,
+    VirtualClusterQuerySet,
+)
 
 
 class Project(models.Model):
@@ -33,6 +40,7 @@ class Project(models.Model):
 class QueuePolicy(models.TextChoices):
     STRICT_FIFO = "strict_fifo", _("strict FIFO")
     BEST_EFFORT_FIFO = "best_effort_fifo", _("best-effort FIFO")
+    FAIR_SHARE = "fair_share", _("fair share")
 
 
 class VirtualCluster(models.Model):
@@ -47,6 +55,13 @@ class VirtualCluster(models.Model):
     )
     queue_policy = models.CharField(
         _("queue policy"), max_length=20, choices=QueuePolicy.choices, default=QueuePolicy.STRICT_FIFO
+    )
+    reclaim = models.BooleanField(
+        _("reclaim borrowed SKUs"), default=False,
+        help_text=_(
+            "When a project under its guaranteed quota has a task waiting, kill tasks running on SKUs other "
+            "projects borrowed, to make room for it."
+        ),
     )
     endpoint_host = models.CharField(
         _("endpoint host"), max_length=255, default="127.0.0.1",
@@ -81,6 +96,60 @@ class VirtualCluster(models.Model):
         return _("%(gpus)s GPU + %(cpus)s CPU cores + %(memory)s GiB memory") % {
             "gpus": self.sku_gpus, "cpus": self.sku_cpus, "memory": self.sku_memory_gib,
         }
+
+
+class ProjectQuota(models.Model):
+    """What a project is guaranteed in a virtual cluster, and how much beyond it it may borrow while SKUs are idle."""
+
+    virtual_cluster = models.ForeignKey(
+        VirtualCluster, on_delete=models.CASCADE, related_name="quotas", verbose_name=_("virtual cluster")
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quotas", verbose_name=_("project"))
+    guaranteed_skus = models.PositiveIntegerField(_("guaranteed SKUs"))
+    borrowing_limit = models.PositiveIntegerField(
+        _("borrowing limit (SKUs)"), null=True, blank=True,
+        help_text=_("SKUs it may use beyond its guarantee while others leave them idle; blank: no limit."),
+    )
+
+    objects = ProjectQuotaQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["virtual_cluster", "project"]
+        verbose_name = _("project quota")
+        verbose_name_plural = _("project quotas")
+        constraints = [
+            models.UniqueConstraint(fields=["virtual_cluster", "project"], name="one_quota_per_project_and_vc")
+        ]
+
+    def __str__(self):
+        return f"{self.project} @ {self.virtual_cluster}"
+
+
+class PriorityClass(models.Model):
+    """A priority a task may ask for: higher values go first in their queue (after the pinned task).
+
+    Granted to users and groups; a class granted to nobody is open to everyone.
+    """
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    value = models.IntegerField(_("value"), help_text=_("Higher goes first; the default class is 0."))
+    description = models.TextField(_("description"), blank=True)
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="priority_classes", blank=True, verbose_name=_("granted users")
+    )
+    groups = models.ManyToManyField(
+        Group, related_name="priority_classes", blank=True, verbose_name=_("granted groups")
+    )
+
+    objects = PriorityClassQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-value", "name"]
+        verbose_name = _("priority class")
+        verbose_name_plural = _("priority classes")
+
+    def __str__(self):
+        return self.name
 
 
 class Node(models.Model):

@@ -28,6 +28,25 @@ class VirtualClusterQuerySet(models.QuerySet):
         return self.usable_by(user)
 
 
+class PriorityClassQuerySet(models.QuerySet):
+    def usable_by(self, user):
+        """Classes open to everyone (granted to nobody), granted to the user or a group of theirs; managers: all."""
+        if not (user and user.is_authenticated):
+            return self.none()
+        if is_manager(user):
+            return self.all()
+        granted = Q(users=user) | Q(groups__in=user.groups.all())
+        open_to_all = Q(users__isnull=True, groups__isnull=True)
+        return self.filter(pk__in=self.model.objects.filter(granted | open_to_all).values("pk"))
+
+
+class ProjectQuotaQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The quotas of the VCs the user may look at."""
+        clusters = self.model._meta.get_field("virtual_cluster").related_model.objects.visible_to(user)
+        return self.filter(virtual_cluster__in=clusters)
+
+
 class NodeQuerySet(models.QuerySet):
     def schedulable(self):
         return self.filter(schedulable=True)

@@ -3,11 +3,9 @@
 The preview says what the deed would do; both decide with ``victims.choose_victims`` on the same reads.
 """
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.core.mail import send_mass_mail
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -19,7 +17,7 @@ from tasks.models import Task, TaskInstance
 from tasks.services import task_transition
 from tasks.states import Action
 
-from . import dispatch
+from . import dispatch, notices
 from .placement import Demand
 from .ports import PortBook
 from .reasons import never_fits_sentence
@@ -27,7 +25,6 @@ from .scheduling import lock_for_decision, run_pass, write_placements
 from .selectors import CLUSTER_FIELDS, cluster_states
 from .victims import Holder, choose_victims
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,14 +112,7 @@ def _mail_victims(victims, task, user):
             ) % {"task": victim.name, "vc": task.virtual_cluster.name, "forced": task.name, "manager": user.get_username()}
             messages.append((subject, body, None, [victim.owner.email]))
 
-    def send():
-        try:
-            send_mass_mail(messages)
-        except Exception:  # mail is a courtesy: a broken mail server must not undo the force start
-            logger.exception("Could not mail the owners of the tasks killed for task %s", task.pk)
-
-    if messages:
-        transaction.on_commit(send)
+    notices.send_after_commit(messages, f"the tasks killed for task {task.pk}")
 
 
 class VictimsChanged(OperationRefused):
@@ -175,8 +165,9 @@ def task_force_start(*, task, user, expected_victims=None):
         write_placements(
             {task.pk: (state, list(choice.placement))}, ports, {task.pk: ("place", user, Action.FORCE_START, message)}
         )
-        if victims:
-            run_pass(clusters, ports)  # a victim may have freed more than the forced task needed
+        # A victim may have freed more than the forced task needed; without victims, the forced task was a
+        # pinned one held back by its project's borrowing limit, and the queue behind it moves on.
+        run_pass(clusters, ports)
     task.refresh_from_db()
     return task
 

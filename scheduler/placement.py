@@ -49,6 +49,8 @@ class WaitCode:
     CAPACITY = "capacity"
     NEVER_FITS = "never_fits"
     PORT_IN_USE = "port_in_use"
+    BEHIND_PROJECT = "behind_project"
+    QUOTA = "quota"
     PLACEABLE = "placeable"
 
 
@@ -72,6 +74,12 @@ class Wait:
     unschedulable: tuple = ()  # the unschedulable machines without which the task can never fit now
 
 
+    project: str | None = None
+    used: int = 0
+    guaranteed: int = 0
+    borrowable: int = 0
+
+
 class FreeBlocks:
     """The free SKUs of a VC's schedulable machines, bucketed by size so best fit is cheap.
 
@@ -84,11 +92,12 @@ class FreeBlocks:
         self._names = {}
         self.total = 0
         for machine in machines:
-            if machine.schedulable and machine.free > 0:
-                self._free[machine.id] = machine.free
+            if machine.schedulable:
                 self._names[machine.id] = machine.name
-                self._buckets[machine.free].append((machine.name, machine.id))
-                self.total += machine.free
+                if machine.free > 0:
+                    self._free[machine.id] = machine.free
+                    self._buckets[machine.free].append((machine.name, machine.id))
+                    self.total += machine.free
         for bucket in self._buckets.values():
             bucket.sort()
 
@@ -125,6 +134,25 @@ class FreeBlocks:
             self.total -= need
             chosen.append(machine_id)
         return chosen
+
+
+    def give(self, machine_id, skus):
+        """``skus`` freed on a schedulable machine (a killed task's): they are free blocks again."""
+        if machine_id not in self._names or skus <= 0:
+            return
+        name, before = self._names[machine_id], self._free.get(machine_id, 0)
+        if before:
+            self._buckets[before].remove((name, machine_id))
+        self._free[machine_id] = before + skus
+        insort(self._buckets[before + skus], (name, machine_id))
+        self.total += skus
+
+    def now(self, machines):
+        """``machines`` as these blocks leave them: the SKUs used grow by what was taken, shrink by what was given."""
+        return [
+            Machine(m.id, m.name, m.capacity, m.capacity - self._free.get(m.id, 0), True) if m.schedulable else m
+            for m in machines
+        ]
 
 
 class Capacity:

@@ -50,6 +50,16 @@ def wait_sentence(wait):
         parts = [Sentence(N_("strict FIFO: waits behind a task of another project at the head of the queue"))]
     elif wait.code == WaitCode.BEHIND_HEAD:
         parts = [Sentence(N_("strict FIFO: waits behind “%(task)s” at the head of the queue"), task=wait.blocker)]
+    elif wait.code == WaitCode.BEHIND_PROJECT:
+        parts = [Sentence(N_("waits behind “%(task)s”, the first task of its project in the queue"), task=wait.blocker)]
+    elif wait.code == WaitCode.QUOTA:
+        parts = [
+            Sentence(
+                N_("project %(project)s has used %(used)s/%(guaranteed)s SKUs (guaranteed quota), may borrow %(borrow)s"),
+                project=wait.project, used=wait.used, guaranteed=wait.guaranteed, borrow=wait.borrowable,
+            ),
+            _needs(wait),
+        ]
     elif wait.code == WaitCode.PORT_IN_USE:
         parts = [Sentence(N_("external port %(port)s is in use by another task"), port=wait.port)]
     elif wait.code == WaitCode.PLACEABLE:

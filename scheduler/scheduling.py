@@ -19,9 +19,9 @@ from tasks.exceptions import OperationRefused
 from tasks.models import Task, TaskInstance, TaskRun
 from tasks.services import task_transition
 
-from . import dispatch
+from . import dispatch, notices
 from .instruments import SCHEDULING_PASS_SECONDS
-from .placement import never_fits
+from .placement import Capacity
 from .ports import PortBook
 from .reasons import never_fits_sentence
 from .selectors import CLUSTER_FIELDS, cluster_states, plan_clusters
@@ -29,7 +29,7 @@ from .selectors import CLUSTER_FIELDS, cluster_states, plan_clusters
 
 def lock_clusters(ids, *, skip_locked=False):
     """Lock the VC rows (in id order) and read them; ``ids=None``: all."""
-    rows = VirtualCluster.objects.select_for_update(skip_locked=skip_locked).order_by("pk")
+    rows = VirtualCluster.objects.select_for_update(skip_locked=skip_locked, of=("self",)).order_by("pk")
     if ids is not None:
         rows = rows.filter(pk__in=list(ids))
     return list(rows.values(*CLUSTER_FIELDS))
@@ -96,12 +96,13 @@ def drop_hopeless(state):
     SPEC refuses such a task at start rather than queue it forever; one queued before its machines were
     removed or shrunk leaves the queue the same way, so a strict queue is never stalled behind it.
     """
-    verdicts, hopeless = {}, {}
+    capacity, verdicts, hopeless = Capacity(state.machines), {}, {}
     for queued in state.queue:
-        if queued.demand not in verdicts:
-            verdicts[queued.demand] = never_fits(state.machines, queued.demand)
-        if verdicts[queued.demand] is not None:
-            hopeless[queued.id] = verdicts[queued.demand]
+        key = (queued.sku_count, queued.replicas)
+        if key not in verdicts:
+            verdicts[key] = capacity.never_fits(queued.demand)
+        if verdicts[key] is not None:
+            hopeless[queued.id] = verdicts[key]
     if not hopeless:
         return
     for task in Task.objects.select_for_update(of=("self",)).filter(pk__in=list(hopeless)).order_by("pk"):
@@ -115,18 +116,47 @@ def drop_hopeless(state):
     state.queue = [queued for queued in state.queue if queued.id not in hopeless]
 
 
+def write_reclaims(state, plan, ports):
+    """Kill the holders ``plan`` reclaims (tasks on borrowed SKUs) for the tasks it places, with the reason."""
+    if not plan.reclaims:
+        return
+    queued = {task.id: task for task in state.queue if task.id in plan.reclaims}
+    names = dict(Task.objects.filter(pk__in=list(plan.reclaims)).values_list("pk", "name"))
+    killed_for = {victim: task_id for task_id, victims in plan.reclaims.items() for victim in victims}
+    victims = Task.objects.select_for_update(of=("self",)).select_related("owner").filter(pk__in=list(killed_for))
+    for victim in victims.order_by("pk"):
+        task = queued[killed_for[victim.pk]]
+        why = Sentence(
+            N_("Killed: it ran on borrowed SKUs, reclaimed for project %(project)s (for “%(task)s”)."),
+            project=state.quotas[task.project].project_name, task=names[task.id],
+        )
+        ports.release(victim.endpoint_port)
+        task_transition(
+            task=victim, transition="kill", operation="reclaim", message=why, endpoint_port=None, status_message=why,
+            killed_for=Task(pk=task.id),
+        )
+        dispatch.teardown_after_commit(victim.pk, victim.current_run_id)
+        notices.mail_killed(victim, why)
+
+
+def write_plans(states, plans, ports, how=None):
+    """Write what ``plans`` decided for ``states``: the reclaimed tasks killed, then the placements."""
+    placements = {}
+    for vc_id, plan in plans.items():
+        write_reclaims(states[vc_id], plan, ports)
+        for task_id, node_ids in plan.placements.items():
+            placements[task_id] = (states[vc_id], node_ids)
+    return write_placements(placements, ports, how)
+
+
 @SCHEDULING_PASS_SECONDS.time()
 def run_pass(clusters, ports=None):
     """Decide and write every locked VC in ``clusters``; returns the ids placed."""
     ports = ports or PortBook(locked=True)
-    states = cluster_states(clusters)
+    states = cluster_states(clusters, for_pass=True)
     for state in states.values():
         drop_hopeless(state)
-    placements = {}
-    for vc_id, plan in plan_clusters(states, ports).items():
-        for task_id, node_ids in plan.placements.items():
-            placements[task_id] = (states[vc_id], node_ids)
-    return write_placements(placements, ports)
+    return write_plans(states, plan_clusters(states, ports), ports)
 
 
 @transaction.atomic

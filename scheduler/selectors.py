@@ -1,12 +1,15 @@
 """Reads for the scheduler: the plain-data state of virtual clusters, and the queue status views.
 
 Every function here reads with a fixed number of queries, whatever the number of tasks or VCs:
-one for the clusters, one for their machines, one aggregate for the SKUs held, one for the queues.
+one for the clusters, one for their machines, one aggregate for the SKUs held, one for the quotas, one for
+the queues; and where some VC has quotas or fair share, one for what each project holds (its holders, one
+row per instance, where some VC reclaims).
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
+from django.db import connection
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
@@ -17,10 +20,14 @@ from tasks.states import HOLDING, Status
 
 from .placement import Demand, FreeBlocks, Machine, never_fits
 from .ports import PortBook
-from .queues import QueuedTask, plan_queue
+from .queues import FAIR_SHARE, QueuedTask, Quota, borrowed, plan_queue
 from .reasons import wait_text
+from .victims import Holder
 
-CLUSTER_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy")
+STATE_FIELDS = ("id", "name", "gpu_type", "sku_gpus", "queue_policy", "reclaim")
+# A VC's row joined to its quotas, one row per quota (the VC's own row once when it has none): no query of their own.
+QUOTA_FIELDS = ("quotas__project_id", "quotas__project__name", "quotas__guaranteed_skus", "quotas__borrowing_limit")
+CLUSTER_FIELDS = STATE_FIELDS + QUOTA_FIELDS
 
 
 @dataclass
@@ -32,11 +39,28 @@ class ClusterState:
     gpu_type: str
     sku_gpus: int
     queue_policy: str
+    reclaim: bool = False
     machines: list = field(default_factory=list)
     machine_info: dict = field(default_factory=dict)  # machine id -> {"name", "gpu_type", "capacity"}
     queue: list = field(default_factory=list)
     owners: dict = field(default_factory=dict)  # task id -> (owner id, owner username), when asked for
     projects: dict = field(default_factory=dict)  # task id -> project id, with the owners
+    quotas: dict = field(default_factory=dict)  # project id -> queues.Quota
+    usage: dict = field(default_factory=dict)  # project id -> SKUs its holding tasks use here
+    holders: list = field(default_factory=list)  # victims.Holder of every holding task, where the VC reclaims
+    holder_projects: dict = field(default_factory=dict)  # task id -> project id, for ``holders``
+
+    @property
+    def shared(self):
+        """Whether the VC's decisions read what each project holds (quotas, fair share)."""
+        return bool(self.quotas) or self.queue_policy == FAIR_SHARE
+
+    @property
+    def reclaimable(self):
+        """The holders on other projects' borrowed SKUs, where the VC reclaims (none without quotas)."""
+        if not (self.reclaim and self.quotas):
+            return []
+        return borrowed(self.holders, self.holder_projects, self.quotas)
 
     @property
     def total_skus(self):
@@ -47,45 +71,98 @@ class ClusterState:
         return FreeBlocks(self.machines).total
 
 
-def cluster_states(clusters, *, with_owners=False, with_queue=True):
-    """{vc id: ClusterState} for ``clusters`` (dicts with CLUSTER_FIELDS), read in three queries (two without the queue)."""
-    states = {row["id"]: ClusterState(**{name: row[name] for name in CLUSTER_FIELDS}) for row in clusters}
+def cluster_states(clusters, *, with_owners=False, with_queue=True, for_pass=False):
+    """{vc id: ClusterState} for ``clusters`` (dicts with CLUSTER_FIELDS): two queries without the queue, with it
+    three, one more where some VC has quotas or fair share and one where some VC reclaims. ``for_pass``: the
+    pass says no reasons, so the queued tasks' names are left out, and its transaction gives the queues' sort
+    the memory it needs (``SET LOCAL``, for that transaction alone: PostgreSQL sorts them in memory, not on disk)."""
+    states = {}
+    for row in clusters:
+        if row["id"] not in states:
+            states[row["id"]] = ClusterState(**{name: row[name] for name in STATE_FIELDS})
+        project, project_name, guaranteed, limit = (row[name] for name in QUOTA_FIELDS)
+        if project is not None:
+            states[row["id"]].quotas[project] = Quota(project_name, guaranteed, limit)
     if not states:
         return states
     ids = list(states)
-    used = dict(
-        TaskInstance.objects.holding().filter(node__virtual_cluster_id__in=ids)
-        .order_by()
-        .values("node_id")
-        .annotate(used=Sum("sku_count"))
-        .values_list("node_id", "used")
-    )
+    holding = TaskInstance.objects.holding().filter(node__virtual_cluster_id__in=ids).order_by()
+    if with_queue and any(state.shared for state in states.values()):
+        # One read for both: what each machine has used, and what each project holds on it.
+        by_project = list(
+            holding.values("node_id", "task__project_id").annotate(used=Sum("sku_count"))
+            .values_list("node_id", "task__project_id", "used")
+        )
+        used = defaultdict(int)
+        for node_id, _project, skus in by_project:
+            used[node_id] += skus
+    else:
+        by_project = ()
+        used = dict(holding.values("node_id").annotate(used=Sum("sku_count")).values_list("node_id", "used"))
     nodes = Node.objects.filter(virtual_cluster_id__in=ids).order_by("name").values_list(
         "id", "name", "virtual_cluster_id", "sku_capacity", "schedulable", "gpu_type"
     )
+    cluster_of = {}
     for node_id, name, vc_id, capacity, schedulable, gpu_type in nodes:
         state = states[vc_id]
         state.machines.append(Machine(node_id, name, capacity, used.get(node_id, 0), schedulable))
         state.machine_info[node_id] = {"name": name, "gpu_type": gpu_type, "capacity": capacity}
+        cluster_of[node_id] = state
     if not with_queue:
         return states
-    fields = ["id", "name", "sku_count", "replicas", "pinned", "expose_port", "external_port", "virtual_cluster_id"]
-    if with_owners:
-        fields += ["owner_id", "owner__username", "project_id"]
-    rows = (
-        Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=ids)
-        .order_by("virtual_cluster_id", "-pinned", "queued_at", "id")
-        .values_list(*fields)
-    )
-    for row in rows:
-        task_id, name, sku_count, replicas, pinned, expose_port, external_port, vc_id = row[:8]
-        state = states[vc_id]
-        port = external_port if expose_port else None
-        state.queue.append(QueuedTask(task_id, name, sku_count, replicas, pinned, port))
-        if with_owners:
-            state.owners[task_id] = (row[8], row[9])
-            state.projects[task_id] = row[10]
+    for node_id, project, skus in by_project:
+        usage = cluster_of[node_id].usage
+        usage[project] = usage.get(project, 0) + skus
+    _read_holders(states)
+    _read_queues(states, with_owners=with_owners, for_pass=for_pass)
     return states
+
+
+QUEUE_ORDER = ("virtual_cluster_id", "-pinned", "-priority", "queued_at", "id")
+
+
+def _read_queues(states, *, with_owners, for_pass):
+    """The queues of ``states`` in their order, straight from the cursor (a pass reads 100,000 rows)."""
+    fields = [
+        "virtual_cluster_id", "id", "sku_count", "replicas", "pinned", "expose_port", "external_port", "project_id",
+        "priority",
+    ]
+    fields += [] if for_pass else ["name"]
+    fields += ["owner_id", "owner__username"] if with_owners else []
+    rows = Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=list(states)).order_by(*QUEUE_ORDER)
+    sql, params = rows.values_list(*fields).query.sql_with_params()
+    with connection.cursor() as cursor:
+        if for_pass and connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    queues = {vc_id: state.queue.append for vc_id, state in states.items()}
+    for row in rows:
+        vc_id, task_id, sku_count, replicas, pinned, expose_port, external_port, project, priority = row[:9]
+        queues[vc_id](QueuedTask(
+            task_id, "" if for_pass else row[9], sku_count, replicas, pinned, external_port if expose_port else None,
+            project, priority,
+        ))
+        if with_owners:
+            states[vc_id].owners[task_id] = row[-2:]
+            states[vc_id].projects[task_id] = project
+
+
+def _read_holders(states):
+    """The holding tasks of the VCs that reclaim, one row per instance (reclaim chooses among them)."""
+    reclaiming = [state.id for state in states.values() if state.reclaim and state.quotas]
+    if not reclaiming:
+        return
+    instances, started = defaultdict(list), {}
+    rows = TaskInstance.objects.holding().filter(node__virtual_cluster_id__in=reclaiming).values_list(
+        "node__virtual_cluster_id", "task__project_id", "task_id", "task__started_at", "node_id", "sku_count"
+    )
+    for vc_id, project_id, task_id, started_at, node_id, skus in rows:
+        instances[task_id].append((node_id, skus))
+        started[task_id] = (vc_id, started_at)
+        states[vc_id].holder_projects[task_id] = project_id
+    for task_id, (vc_id, started_at) in started.items():
+        states[vc_id].holders.append(Holder(task_id, started_at, tuple(instances[task_id])))
 
 
 def plan_clusters(states, ports, *, explain=False):
@@ -99,7 +176,8 @@ def plan_clusters(states, ports, *, explain=False):
         state = states[vc_id]
         plans[vc_id] = plan = plan_queue(
             machines=state.machines, queue=state.queue, policy=state.queue_policy,
-            ports_in_use=ports.for_queue(state.queue), explain=explain,
+            ports_in_use=ports.for_queue(state.queue), explain=explain, quotas=state.quotas, usage=state.usage,
+            reclaimable=state.reclaimable, holder_projects=state.holder_projects,
         )
         ports.plan(state.queue, plan)
     return plans
@@ -145,16 +223,28 @@ def _entry(state, plan, task, hidden):
     return {
         "id": task.id, "name": _("a task of another project") if task.id in hidden else task.name,
         "owner": owner, "owner_id": owner_id, "pinned": task.pinned,
-        "sku_count": task.sku_count, "replicas": task.replicas,
+        "sku_count": task.sku_count, "replicas": task.replicas, "priority": task.priority,
         "position": plan.positions[task.id], "reason_code": wait.code, "reason": wait_text(wait),
     }
+
+
+def _quotas(state):
+    """The VC's quotas as the queue shows them: each project's SKUs used, guaranteed and the borrowing limit."""
+    return sorted(
+        (
+            {"project": quota.project_name, "used": state.usage.get(project, 0), "guaranteed": quota.guaranteed,
+             "borrowing_limit": quota.borrowing_limit}
+            for project, quota in state.quotas.items()
+        ),
+        key=lambda row: row["project"],
+    )
 
 
 def queue_status(*, user, virtual_cluster_id=None, limit=20):
     """The live queue of every VC the user may see (the sidebar and ``GET /api/v1/queue/``).
 
-    Per VC: id, name, gpu_type, queue_policy, free/total SKUs and GPUs, queued_count, pinned ({id, name} or
-    None), ``queue`` (the first ``limit`` queued tasks in order, pinned first; all of them when ``limit`` is
+    Per VC: id, name, gpu_type, queue_policy, free/total SKUs and GPUs, queued_count, reclaim, quotas (per
+    project: used, guaranteed, borrowing_limit), pinned ({id, name} or None), ``queue`` (the first ``limit`` queued tasks in order, pinned first; all of them when ``limit`` is
     None) and ``mine`` (the user's own queued tasks), each entry with position and reason.
     """
     clusters = VirtualCluster.objects.visible_to(user).order_by("name")
@@ -166,18 +256,21 @@ def queue_status(*, user, virtual_cluster_id=None, limit=20):
     result = []
     for state in states.values():
         plan = plans[state.id]
-        shown = state.queue if limit is None else state.queue[:limit]
+        in_line = state.queue
+        if state.shared:  # the order they are decided in, not their arrival
+            in_line = sorted(state.queue, key=lambda t: plan.positions[t.id])
+        shown = in_line if limit is None else in_line[:limit]
         pinned = next((t for t in state.queue if t.pinned), None)
         result.append({
             "id": state.id, "name": state.name, "gpu_type": state.gpu_type, "queue_policy": state.queue_policy,
             **_capacity(state),
-            "queued_count": len(state.queue),
+            "queued_count": len(state.queue), "reclaim": state.reclaim, "quotas": _quotas(state),
             "pinned": {
                 "id": pinned.id, "name": _("a task of another project") if pinned.id in hidden else pinned.name,
                 "visible": pinned.id not in hidden,
             } if pinned else None,
             "queue": [_entry(state, plan, t, hidden) for t in shown],
-            "mine": [_entry(state, plan, t, hidden) for t in state.queue if state.owners[t.id][0] == user.pk],
+            "mine": [_entry(state, plan, t, hidden) for t in in_line if state.owners[t.id][0] == user.pk],
         })
     return result
 

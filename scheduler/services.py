@@ -28,9 +28,9 @@ from . import dispatch
 from .force_start import task_force_start
 from .placement import Demand, never_fits
 from .ports import PortBook
-from .queues import QueuedTask
+from .queues import QueuedTask, insert_arrival
 from .reasons import never_fits_sentence, wait_sentence
-from .scheduling import lock_clusters, lock_for_decision, run_pass, write_placements
+from .scheduling import lock_clusters, lock_for_decision, run_pass, write_plans
 from .selectors import cluster_states, plan_clusters
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,12 @@ def task_start(*, task, user):
         ports = PortBook(locked=True)
         wanted = task.external_port if task.expose_port else None
         ports.refuse_if_held(wanted)
-        state.queue.append(QueuedTask(task.pk, task.name, task.sku_count, task.replicas, False, wanted))
+        priority = task.priority_class.value if task.priority_class_id else 0  # resolved now, as Kubernetes admits a pod
+        if task.priority != priority:
+            Task.objects.filter(pk=task.pk).update(priority=priority)
+        insert_arrival(state.queue, QueuedTask(
+            task.pk, task.name, task.sku_count, task.replicas, False, wanted, task.project_id, priority
+        ))
         plan = plan_clusters({state.id: state}, ports, explain=True)[state.id]
         if task.pk not in plan.placements:
             reason = wait_sentence(plan.waits[task.pk])
@@ -68,8 +73,7 @@ def task_start(*, task, user):
                 message=Sentence(N_("Started and queued: %(reason)s."), reason=reason),
                 queued_at=timezone.now(), started_at=None, endpoint_port=None, status_message="",
             )
-        placements = {task_id: (state, node_ids) for task_id, node_ids in plan.placements.items()}
-        write_placements(placements, ports, {task.pk: ("deploy", user, Action.START, "")})
+        write_plans({state.id: state}, {state.id: plan}, ports, {task.pk: ("deploy", user, Action.START, "")})
     task.refresh_from_db()
     return task
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from deploy_portal.messages import SentenceField
 
-from clusters.models import Node, Project, Storage, VirtualCluster
+from clusters.models import Node, PriorityClass, Project, Storage, VirtualCluster
 from clusters.permissions import MANAGER_PERMISSIONS
 
 from .querysets import TaskInstanceQuerySet, TaskQuerySet, TaskRunQuerySet
@@ -33,6 +33,12 @@ class Task(models.Model):
     external_port = models.PositiveIntegerField(
         _("external port"), null=True, blank=True, help_text=_("Leave blank to let the system pick a free one.")
     )
+    priority_class = models.ForeignKey(
+        PriorityClass, on_delete=models.PROTECT, null=True, blank=True, related_name="tasks",
+        verbose_name=_("priority class"), help_text=_("Blank: the default priority (0)."),
+    )
+    # The class's value when the task joined its queue (as Kubernetes resolves a pod's priority at admission).
+    priority = models.IntegerField(_("priority"), default=0, editable=False)
     description = models.TextField(_("description"), blank=True)
     env = models.JSONField(_("environment variables"), default=list, blank=True)
     command = models.JSONField(_("command"), default=list, blank=True)
@@ -64,7 +70,12 @@ class Task(models.Model):
         verbose_name_plural = _("tasks")
         permissions = list(MANAGER_PERMISSIONS)
         indexes = [
-            models.Index(fields=["virtual_cluster", "status", "pinned", "queued_at"], name="task_queue_idx"),
+            # The queues in their order, for the VCs of a pass (``= ANY`` on the first column keeps the order):
+            # the pass reads them without a sort.
+            models.Index(
+                fields=["virtual_cluster", "-pinned", "-priority", "queued_at", "id"], name="task_queue_idx",
+                condition=models.Q(status="queued"),
+            ),
             # With the id: the held-SKU aggregate joins instances to the holding tasks from this index alone.
             models.Index(fields=["status", "id"], name="task_status_idx"),
             # The task lists' default order: their first page is read from the index, not a sort of every task.

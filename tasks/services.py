@@ -22,7 +22,7 @@ from .validation import NAME_MAX_LENGTH, clean_mount_path, validate_task_config
 
 CONFIG_FIELDS = (
     "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
-    "container_port", "external_port", "description", "env", "command", "args",
+    "container_port", "external_port", "description", "env", "command", "args", "priority_class",
 )
 # Fixed at creation: a copy keeps them.
 FIXED_ON_COPY = ("task_type", "project")

@@ -135,6 +135,7 @@ def state_allows(action, status, pinned=False) -> bool:
 _EVENT_LABELS = {
     "create": _("Create"), "deploy": _("Placed"), "place": _("Placed"), "enqueue": _("Queued"),
     "ready": _("Ready"), "fail": _("Failed"), "kill": _("Killed"),
+    "reclaim": _("Reclaimed"),
 }
 
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from kubernetes.utils import parse_quantity as kubernetes_quantity
 
-from clusters.models import Project, Storage, VirtualCluster
+from clusters.models import PriorityClass, Project, Storage, VirtualCluster
 from clusters.permissions import is_manager
 
 from .models import Task
@@ -40,6 +40,9 @@ NOT_GRANTED = {
         "Select a valid virtual cluster: this one does not exist or is not granted to you."
     ),
     "storage": gettext_lazy("Select a valid storage: this one does not exist or is not granted to you."),
+    "priority_class": gettext_lazy(
+        "Select a valid priority class: this one does not exist or is not granted to you."
+    ),
 }
 
 
@@ -283,6 +286,10 @@ def validate_task_config(*, user, data, task=None):
     elif not VirtualCluster.objects.usable_by(user).filter(pk=vc.pk).exists():
         add("virtual_cluster", [str(NOT_GRANTED["virtual_cluster"])])
         vc = None
+
+    priority_class = data.get("priority_class")
+    if priority_class is not None and not PriorityClass.objects.usable_by(user).filter(pk=priority_class.pk).exists():
+        add("priority_class", [str(NOT_GRANTED["priority_class"])])
 
     add("image", check_text(data.get("image")) or check_image(data.get("image")))
 

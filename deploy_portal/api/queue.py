@@ -28,9 +28,17 @@ class QueueEntrySerializer(PlannedRepresentation, serializers.Serializer):
     pinned = serializers.BooleanField()
     sku_count = serializers.IntegerField()
     replicas = serializers.IntegerField()
+    priority = serializers.IntegerField(help_text=_("Its priority class's value when it was queued; higher goes first."))
     position = serializers.IntegerField(help_text=_("1 is the head of the queue."))
     reason_code = serializers.CharField()
     reason = serializers.CharField(help_text=_("Why it waits, in words."))
+
+
+class QuotaUsageSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    used = serializers.IntegerField(help_text=_("SKUs its deploying and running tasks hold here."))
+    guaranteed = serializers.IntegerField()
+    borrowing_limit = serializers.IntegerField(allow_null=True, help_text=_("Null: no limit."))
 
 
 class PinnedTaskSerializer(PlannedRepresentation, serializers.Serializer):
@@ -53,6 +61,8 @@ class QueueSerializer(PlannedRepresentation, serializers.Serializer):
         help_text=_("SKUs on machines taken out of scheduling (in no count above).")
     )
     queued_count = serializers.IntegerField()
+    reclaim = serializers.BooleanField(help_text=_("Whether borrowed SKUs are reclaimed for a project under its guarantee."))
+    quotas = QuotaUsageSerializer(many=True)
     pinned = PinnedTaskSerializer(allow_null=True)
     queue = QueueEntrySerializer(many=True, help_text=_("The queue in order, pinned first: one page of it."))
     queue_next = serializers.URLField(allow_null=True, help_text=_("The next page of this queue, if any."))

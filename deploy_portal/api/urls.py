@@ -12,12 +12,13 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from . import clusters, evaluations, queue, usage
+from . import clusters, evaluations, queue, quotas, usage
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
 router = SimpleRouter()
 clusters.register(router)
+quotas.register(router)
 tasks.register(router)
 
 

@@ -21,7 +21,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from clusters.models import Project, Storage, VirtualCluster
+from clusters.models import PriorityClass, Project, Storage, VirtualCluster
 from evaluations.models import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TOKENS, Evaluation
 from evaluations.services import PARAMETER_FIELDS
 from observability.models import Webhook
@@ -34,7 +34,8 @@ class GrantedChoiceField(forms.ModelChoiceField):
     and the service refuses it with the message it gives everywhere."""
 
     def __init__(self, queryset, *, lookup, **kwargs):
-        super().__init__(queryset, required=False, empty_label=_("Select…"), **kwargs)
+        kwargs.setdefault("empty_label", _("Select…"))
+        super().__init__(queryset, required=False, **kwargs)
         self.lookup = lookup
 
     def to_python(self, value):
@@ -159,6 +160,10 @@ class TaskForm(forms.Form):
         VirtualCluster.objects.none(), lookup=VirtualCluster.objects.all(), label=_("Virtual cluster"),
     )
     sku_count = forms.IntegerField(label=_("SKU count"), required=False, initial=1)
+    priority_class = GrantedChoiceField(
+        PriorityClass.objects.none(), lookup=PriorityClass.objects.all(), label=_("Priority"),
+        empty_label=_("Normal (default)"),
+    )
     replicas = forms.IntegerField(label=_("Replicas"), required=False, initial=1)
     expose_port = forms.BooleanField(label=_("Expose a port"), required=False, initial=True)
     container_port = forms.IntegerField(label=_("Container port"), required=False, initial=8000)
@@ -182,6 +187,7 @@ class TaskForm(forms.Form):
         self.user = user
         self.fields["project"].queryset = Project.objects.of_member(user)
         self.fields["virtual_cluster"].queryset = VirtualCluster.objects.usable_by(user)
+        self.fields["priority_class"].queryset = PriorityClass.objects.usable_by(user)
         self.fields["mounts"].widget.storages = list(Storage.objects.mountable_by(user))
         for name in locked:
             self.fields[name].disabled = True

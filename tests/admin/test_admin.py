@@ -335,3 +335,33 @@ def test_a_manager_cannot_change_a_superuser(manager_client):
     assert manager_client.post(reverse("admin:auth_user_password_change", args=[root.pk]), {
         "password1": "stolen-Pass-2026", "password2": "stolen-Pass-2026",
     }).status_code == 403
+def test_a_manager_sets_quotas_in_the_virtual_cluster_and_the_queue_moves(world, manager_client):
+    from clusters.models import PriorityClass, ProjectQuota
+
+    world.vc.nodes.update(sku_capacity=4)
+    ProjectQuota.objects.create(virtual_cluster=world.vc, project=world.project, guaranteed_skus=0, borrowing_limit=0)
+    waiting = _start(world, sku_count=1)
+    assert waiting.status == "queued"
+    url = reverse("admin:clusters_virtualcluster_change", args=[world.vc.pk])
+    page = manager_client.get(url)
+    assert page.status_code == 200 and "quotas-0-guaranteed_skus" in page.content.decode()
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name not in ("users", "groups")}
+    data.update({"queue_policy": "fair_share", "reclaim": "on"})
+    for formset in page.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        prefix = formset.formset.prefix
+        data.update({f"{prefix}-{key}": value for key, value in management.initial.items()})
+        for i, inline in enumerate(formset.formset.forms):
+            data.update({f"{prefix}-{i}-{key}": value for key, value in inline.initial.items() if value is not None})
+            data[f"{prefix}-{i}-id"] = inline.instance.pk
+    data["quotas-0-guaranteed_skus"] = "2"
+    answer = manager_client.post(url, data)
+    assert answer.status_code == 302, [f.formset.errors for f in answer.context["inline_admin_formsets"]] if answer.context else answer
+    assert ProjectQuota.objects.get().guaranteed_skus == 2
+    world.vc.refresh_from_db()
+    assert world.vc.reclaim and world.vc.queue_policy == "fair_share"
+    assert type(waiting).objects.get(pk=waiting.pk).status == "deploying"  # the pass ran with the new quota
+    assert manager_client.get(reverse("admin:clusters_priorityclass_add")).status_code == 200
+    PriorityClass.objects.create(name="urgent", value=100)
+    assert "urgent" in manager_client.get(reverse("admin:clusters_priorityclass_changelist")).content.decode()

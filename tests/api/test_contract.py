@@ -35,6 +35,11 @@ SPEC_TABLE = {
     # Issue 16: the utilisation history and GPU-hours, for scripts as for the pages.
     "gpu-hours/": {"GET"},
     "virtual-clusters/{id}/utilisation/": {"GET"},
+    # Issue 17: quotas and priority classes, read by everyone concerned and written by managers.
+    "quotas/": {"GET", "POST"},
+    "quotas/{id}/": {"GET", "PATCH", "DELETE"},
+    "priority-classes/": {"GET", "POST"},
+    "priority-classes/{id}/": {"GET", "PATCH", "DELETE"},
     # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
     "": {"GET"},
     "auth/token/": {"POST"},

@@ -1,9 +1,14 @@
 """Random operations over random clusters (Hypothesis stateful): the scheduler's promises hold after every step.
 
 After each step: no machine is over-allocated, at most one task per VC is pinned, only deploying/running
-tasks hold SKUs (and ports), queued tasks are in SPEC's order, nothing started past a pinned task or a
-strict-FIFO head that still waits, and no queued task that the VC's policy would let start still waits
-(checked against a brute-force oracle, not the scheduler's own code).
+tasks hold SKUs (and ports), queued tasks are in SPEC's order (pinned, priority, arrival), nothing started
+past a pinned task or a strict-FIFO head that still waits, and no queued task that the VC's policy would
+let start still waits (checked against a brute-force oracle, not the scheduler's own code).
+
+Some VCs have quotas for the two projects (and some of those reclaim): there a project under its guarantee
+with a task that fits never waits behind borrowing, no borrower exceeds its limit by starting, a VC that
+reclaims leaves no such task waiting that killing the others' borrowed tasks would let start, and reclaim
+never takes a project below its guarantee.
 """
 
 from collections import Counter, defaultdict
@@ -21,7 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from clusters.models import Node, QueuePolicy, VirtualCluster
+from clusters.models import Node, PriorityClass, ProjectQuota, QueuePolicy, VirtualCluster
 from scheduler.selectors import queue_status
 from scheduler.scheduling import node_changed
 from scheduler.services import (
@@ -34,20 +39,28 @@ from scheduler.services import (
     task_unpin,
 )
 from tasks.exceptions import OperationRefused
-from tasks.models import InstanceStatus, Task, TaskInstance
+from tasks.models import InstanceStatus, Task, TaskEvent, TaskInstance
 from tasks.states import HOLDING, STARTABLE, TRANSITIONS, Status
-from tests.factories import ManagerFactory, NodeFactory, TaskFactory, UserFactory, VirtualClusterFactory
+from tests.factories import ManagerFactory, NodeFactory, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
 
+# Quotas of the two projects: (guaranteed SKUs of each, borrowing limit of the first or None, reclaim), or none.
+quota_specs = st.one_of(
+    st.none(), st.tuples(st.integers(0, 6), st.integers(0, 6), st.sampled_from((None, 0, 2)), st.booleans())
+)
 cluster_specs = st.lists(
     st.tuples(
         st.sampled_from(QueuePolicy.values),
         st.integers(1, 2),  # GPUs per SKU
         st.lists(st.integers(2, 6), min_size=1, max_size=3),  # SKU capacity of each machine
+        quota_specs,
     ),
     min_size=1, max_size=2,
 )
-# (which VC, SKU count, replicas): mostly small enough to contend, sometimes never fitting
-demands = st.tuples(st.integers(0, 1), st.sampled_from((1, 2, 1, 3, 2, 4, 9)), st.sampled_from((1, 1, 2, 1, 4)))
+# (which VC, SKU count, replicas, which project, high priority): mostly small enough to contend, sometimes never fitting
+demands = st.tuples(
+    st.integers(0, 1), st.sampled_from((1, 2, 1, 3, 2, 4, 9)), st.sampled_from((1, 1, 2, 1, 4)), st.integers(0, 1),
+    st.sampled_from((False, False, True)),
+)
 
 
 class Scheduling(RuleBasedStateMachine):
@@ -61,6 +74,9 @@ class Scheduling(RuleBasedStateMachine):
         self.barriers = {}  # vc id -> (id of the queued task nothing may overtake, or None; ids holding GPUs)
         self.reordered = False  # a pin moves a task ahead on purpose
         self.counts = Counter()  # tasks per state (and "pinned") at the last check: rules run only where they can act
+        self.forced = set()  # VCs where a force start happened
+        self.last_event = 0  # the last TaskEvent checked
+        self.reclaims = 0
 
     def teardown(self):
         transaction.set_rollback(True)
@@ -68,10 +84,17 @@ class Scheduling(RuleBasedStateMachine):
 
     @initialize(specs=cluster_specs, demands=st.lists(demands, min_size=6, max_size=14))
     def build(self, specs, demands):
-        for policy, sku_gpus, capacities in specs:
-            vc = VirtualClusterFactory(queue_policy=policy, sku_gpus=sku_gpus)
+        self.projects = [ProjectFactory(), ProjectFactory()]
+        self.high = PriorityClass.objects.create(name="high", value=10)
+        for policy, sku_gpus, capacities, quotas in specs:
+            vc = VirtualClusterFactory(queue_policy=policy, sku_gpus=sku_gpus, reclaim=bool(quotas and quotas[3]))
             for capacity in capacities:
                 NodeFactory(virtual_cluster=vc, sku_capacity=capacity)
+            if quotas:
+                for project, guaranteed, limit in zip(self.projects, quotas[:2], (quotas[2], None)):
+                    ProjectQuota.objects.create(
+                        virtual_cluster=vc, project=project, guaranteed_skus=guaranteed, borrowing_limit=limit
+                    )
             self.clusters.append(vc)
         for demand in demands:  # a loaded cluster from the first step: queues to pin, tasks to kill
             self._start(self.create(*demand))
@@ -80,13 +103,16 @@ class Scheduling(RuleBasedStateMachine):
     def create_and_start(self, demand):
         self._start(self.create(*demand))
 
-    @rule(which=st.integers(0, 1))
-    def create_and_start_small(self, which):  # the task that would slip past a waiting head, if anything could
-        self._start(self.create(which, 1, 1))
+    @rule(which=st.integers(0, 1), project=st.integers(0, 1))
+    def create_and_start_small(self, which, project):  # the task that would slip past a waiting head, if anything could
+        self._start(self.create(which, 1, 1, project, False))
 
-    def create(self, which, sku_count, replicas):
+    def create(self, which, sku_count, replicas, project, high):
         vc = self.clusters[which % len(self.clusters)]
-        return TaskFactory(virtual_cluster=vc, sku_count=sku_count, replicas=replicas, owner=self.owner)
+        return TaskFactory(
+            virtual_cluster=vc, sku_count=sku_count, replicas=replicas, owner=self.owner,
+            project=self.projects[project], priority_class=self.high if high else None,
+        )
 
     def _pick(self, which, **filters):
         """The ``which``-th task (modulo) among those in the given states: every rule acts on a task it can act on."""
@@ -140,6 +166,7 @@ class Scheduling(RuleBasedStateMachine):
         task = self._pick(which, pinned=True)
         if task is None:
             return
+        self.forced.add(task.virtual_cluster_id)
         try:
             task_force_start(task=task, user=self.manager)
         except OperationRefused:  # it could not fit even on the empty VC
@@ -170,17 +197,27 @@ class Scheduling(RuleBasedStateMachine):
 
     @invariant()
     def promises_hold(self):
-        world = Snapshot(self.clusters)
+        world = Snapshot(self.clusters, self.projects)
+        reclaimed = list(TaskEvent.objects.filter(operation="reclaim", pk__gt=self.last_event))
+        self.last_event = TaskEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        self.reclaims += len(reclaimed)
         self.counts = Counter(t.status for t in world.tasks) + Counter("pinned" for t in world.tasks if t.pinned)
         for vc in self.clusters:
             world.check_machines(vc)
             world.check_tasks(vc)
             world.check_queue_order(vc, self.enqueued, queue_status(user=self.manager, virtual_cluster_id=vc.pk, limit=None))
             world.check_nothing_placeable_waits(vc)
+            world.check_reclaim(vc)
+            world.check_reclaimed(vc, reclaimed)
+            if vc.pk not in self.forced:  # a manager's force start may override a limit
+                world.check_limits(vc)
             before = self.barriers.get(vc.pk)
             barrier, holding = world.barrier(vc), world.holding_ids(vc)
             if before and not self.reordered and barrier is not None and barrier == before[0]:
-                assert holding <= before[1], f"{holding - before[1]} overtook task {barrier}"
+                priority = {t.pk: t.priority for t in world.tasks}
+                # A task of a higher priority is ahead of the barrier in line: starting is not overtaking.
+                overtook = {i for i in holding - before[1] if priority[i] <= priority[barrier]}
+                assert not overtook, f"{overtook} overtook task {barrier}"
             self.barriers[vc.pk] = (barrier, holding)
         self.reordered = False
 
@@ -188,14 +225,20 @@ class Scheduling(RuleBasedStateMachine):
 class Snapshot:
     """Every row of the machine's clusters, read once per step, and the promises checked by brute force."""
 
-    def __init__(self, clusters):
+    def __init__(self, clusters, projects):
         ids = [vc.pk for vc in clusters]
         self.policy = dict(VirtualCluster.objects.filter(pk__in=ids).values_list("pk", "queue_policy"))
+        self.reclaims = set(VirtualCluster.objects.filter(pk__in=ids, reclaim=True).values_list("pk", flat=True))
         self.nodes = list(Node.objects.filter(virtual_cluster_id__in=ids).select_related("virtual_cluster"))
-        self.tasks = list(Task.objects.filter(virtual_cluster_id__in=ids).order_by("-pinned", "queued_at", "id"))
+        self.tasks = list(
+            Task.objects.filter(virtual_cluster_id__in=ids).order_by("-pinned", "-priority", "queued_at", "id")
+        )
         self.instances = defaultdict(list)
         for instance in TaskInstance.objects.of_current_run().filter(task__virtual_cluster_id__in=ids):
             self.instances[instance.task_id].append(instance)
+        self.quotas = defaultdict(dict)  # vc id -> {project id: (guaranteed, limit)}
+        for quota in ProjectQuota.objects.filter(virtual_cluster_id__in=ids):
+            self.quotas[quota.virtual_cluster_id][quota.project_id] = (quota.guaranteed_skus, quota.borrowing_limit)
 
     def _nodes(self, vc):
         return [n for n in self.nodes if n.virtual_cluster_id == vc.pk]
@@ -209,6 +252,14 @@ class Snapshot:
     def _used(self, node):
         return [i for t in self.tasks if t.status in HOLDING for i in self.instances[t.pk] if i.node_id == node.pk]
 
+    def _free(self, vc, freed=()):
+        """Free SKUs of each schedulable machine, with the instances of the tasks in ``freed`` given back."""
+        gone = {i.pk for t in freed for i in self.instances[t.pk]}
+        return [
+            n.sku_capacity - sum(i.sku_count for i in self._used(n) if i.pk not in gone)
+            for n in self._nodes(vc) if n.schedulable
+        ]
+
     def _queue(self, vc):
         """The queued tasks in SPEC's order, less those that could never fit (they wait without blocking)."""
         capacities = [n.sku_capacity for n in self._nodes(vc)]
@@ -217,10 +268,40 @@ class Snapshot:
             if t.virtual_cluster_id == vc.pk and t.status == Status.QUEUED and fits(t, capacities)
         ]
 
+    def usage(self, vc, project_id):
+        return sum(t.sku_count * t.replicas for t in self._holding(vc) if t.project_id == project_id)
+
+    def _guarantee(self, vc, project_id):
+        return self.quotas[vc.pk].get(project_id, (0, None))
+
+    def within(self, vc, task):
+        """Whether ``task`` starting now keeps its project within its guarantee (the first sweep)."""
+        return self.usage(vc, task.project_id) + task.sku_count * task.replicas <= self._guarantee(vc, task.project_id)[0]
+
+    def over_limit(self, vc, task):
+        guaranteed, limit = self._guarantee(vc, task.project_id)
+        return limit is not None and self.usage(vc, task.project_id) + task.sku_count * task.replicas > guaranteed + limit
+
+    def _heads(self, vc, queue):
+        """The tasks the policy must have tried, in order, among ``queue`` (one sweep's tasks, pinned aside)."""
+        policy = self.policy[vc.pk]
+        if policy == QueuePolicy.STRICT_FIFO:
+            return queue[:1]
+        if policy == QueuePolicy.FAIR_SHARE:  # each project's first: it holds back that project's others
+            first = {}
+            for task in queue:
+                first.setdefault(task.project_id, task)
+            return list(first.values())
+        return queue
+
     def barrier(self, vc):
         queue = self._queue(vc)
+        if queue and queue[0].pinned:
+            return queue[0].pk
+        if self.quotas[vc.pk]:
+            queue = [t for t in queue if self.within(vc, t)]
         strict = self.policy[vc.pk] == QueuePolicy.STRICT_FIFO
-        return queue[0].pk if queue and (queue[0].pinned or strict) else None
+        return queue[0].pk if queue and strict else None
 
     def check_machines(self, vc):
         for node in self._nodes(vc):
@@ -245,20 +326,70 @@ class Snapshot:
     def check_queue_order(self, vc, enqueued, status):
         [shown] = status
         entries = [e["id"] for e in shown["queue"]]
-        pinned = [t.pk for t in self.tasks if t.virtual_cluster_id == vc.pk and t.pinned]
-        expected = pinned + [i for i in enqueued if i in set(entries) and i not in pinned]
-        assert entries == expected
         assert [e["position"] for e in shown["queue"]] == list(range(1, len(entries) + 1))
+        priority = {t.pk: t.priority for t in self.tasks}
+        pinned = [t.pk for t in self.tasks if t.virtual_cluster_id == vc.pk and t.pinned]
+        arrived = sorted((i for i in enqueued if i in set(entries) and i not in pinned), key=lambda i: -priority[i])
+        if self.quotas[vc.pk] or self.policy[vc.pk] == QueuePolicy.FAIR_SHARE:
+            assert entries[:len(pinned)] == pinned and sorted(entries) == sorted(pinned + arrived)  # decided order
+        else:
+            assert entries == pinned + arrived
 
     def check_nothing_placeable_waits(self, vc):
-        free = [n.sku_capacity - sum(i.sku_count for i in self._used(n)) for n in self._nodes(vc) if n.schedulable]
+        free = self._free(vc)
         queue = self._queue(vc)
         if not queue:
             return
-        if self.barrier(vc) is not None:
-            assert not fits(queue[0], free), f"task {queue[0].pk} at the head could start"
-        else:
-            assert not any(fits(t, free) for t in queue), "a queued task could start"
+        if queue[0].pinned:
+            assert not fits(queue[0], free) or self.over_limit(vc, queue[0]), f"pinned task {queue[0].pk} could start"
+            return
+        if not self.quotas[vc.pk]:
+            for task in self._heads(vc, queue):
+                assert not fits(task, free), f"task {task.pk} could start"
+            return
+        within = [t for t in queue if self.within(vc, t)]
+        for task in self._heads(vc, within):  # nothing borrowing is in their way
+            assert not fits(task, free), f"task {task.pk}, within its guarantee, could start"
+        if within and self.policy[vc.pk] == QueuePolicy.STRICT_FIFO:
+            return  # the head within its guarantee holds back the borrowers too
+        borrowers = [t for t in queue if not self.within(vc, t)]
+        for task in self._heads(vc, [t for t in borrowers if not self.over_limit(vc, t)]):
+            if self.policy[vc.pk] != QueuePolicy.BEST_EFFORT_FIFO and any(
+                self.over_limit(vc, t) for t in borrowers[:borrowers.index(task)] if t.project_id == task.project_id
+            ):
+                continue  # its project is held back behind its own task over the limit
+            assert not fits(task, free), f"task {task.pk} could borrow idle SKUs"
+
+    def _borrowed(self, vc):
+        """The holding tasks wholly beyond their project's guarantee, the longest-running first counted within it."""
+        used, found = defaultdict(int), []
+        for task in sorted(self._holding(vc), key=lambda t: (t.started_at, t.pk)):
+            if used[task.project_id] >= self._guarantee(vc, task.project_id)[0]:
+                found.append(task)
+            used[task.project_id] += task.sku_count * task.replicas
+        return found
+
+    def check_limits(self, vc):
+        for project_id, (guaranteed, limit) in self.quotas[vc.pk].items():
+            assert limit is None or self.usage(vc, project_id) <= guaranteed + limit, "a project borrowed past its limit"
+
+    def check_reclaim(self, vc):
+        if vc.pk not in self.reclaims or not self.quotas[vc.pk]:
+            return
+        queue = self._queue(vc)
+        if not queue or queue[0].pinned:
+            return
+        within = [t for t in queue if self.within(vc, t)]
+        borrowed = self._borrowed(vc)
+        for task in self._heads(vc, within):
+            others = [t for t in borrowed if t.project_id != task.project_id]
+            assert not fits(task, self._free(vc, others)), f"task {task.pk} could start by reclaiming borrowed SKUs"
+
+    def check_reclaimed(self, vc, events):
+        """Reclaim never took a project below its guarantee."""
+        victims = {e.task_id for e in events}
+        for project_id in {t.project_id for t in self.tasks if t.pk in victims and t.virtual_cluster_id == vc.pk}:
+            assert self.usage(vc, project_id) >= self._guarantee(vc, project_id)[0], "reclaim took a guarantee"
 
 
 def fits(task, free_blocks):

@@ -12,7 +12,7 @@ from deploy_portal.messages import N_, NP_, Literal, Sentence, joined
 from scheduler.runtimes.local.runtime import exit_sentence
 from scheduler.services import task_fail, task_start
 from tasks.models import Task, TaskEvent
-from tests.factories import PASSWORD, TaskFactory, UserFactory
+from tests.factories import PASSWORD, ProjectFactory, TaskFactory, UserFactory, VirtualClusterFactory
 
 KILLED = "Killed to make room for “%(task)s”, force-started by %(manager)s."
 
@@ -98,7 +98,7 @@ def test_the_migration_keeps_the_text_written_before_it():
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(after)
-    event = TaskEvent.objects.get(task=task, operation="stop")
+    event = TaskEvent.objects.get(task_id=task.pk, operation="stop")
     assert event.message == Literal("停止了 (written in 2026)") and said(event.message, "en") == "停止了 (written in 2026)"
     assert said(Task.objects.get(pk=task.pk).status_message, "zh-hans") == "Stopped by hand."
 

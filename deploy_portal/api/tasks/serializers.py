@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clusters.models import Project, Storage, VirtualCluster
+from clusters.models import PriorityClass, Project, Storage, VirtualCluster
 from tasks.access import allowed_actions
 from tasks.models import InstanceStatus, RunOutcome, TaskEvent, TaskInstance, TaskRun, TaskType
 from tasks.states import Action, Status
@@ -62,6 +62,10 @@ class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     virtual_cluster_name = serializers.CharField(source="virtual_cluster.name", read_only=True)
     sku_count = serializers.IntegerField(default=1)
     replicas = serializers.IntegerField(default=1)
+    priority_class = ScopedPrimaryKeyRelatedField(
+        queryset=PriorityClass.objects.all(), scope="usable_by", not_found=NOT_GRANTED["priority_class"],
+        allow_null=True, default=None, help_text=_("Null: the default priority (0). Orders the queue before arrival."),
+    )
     expose_port = serializers.BooleanField(default=True)
     container_port = serializers.IntegerField(allow_null=True, default=8000)
     external_port = serializers.IntegerField(

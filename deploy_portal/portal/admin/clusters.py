@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils.translation import gettext_lazy as _
 
-from clusters.models import Node, Project, Storage, VirtualCluster
+from clusters.models import Node, PriorityClass, Project, ProjectQuota, Storage, VirtualCluster
 from scheduler.scheduling import node_changed, schedule_virtual_cluster
 from tasks.models import TaskInstance
 
@@ -59,15 +59,24 @@ class NodeInline(admin.TabularInline):
     fields = ("name", "gpu_type", "sku_capacity", "schedulable")
 
 
+class ProjectQuotaInline(admin.TabularInline):
+    model = ProjectQuota
+    extra = 0
+    fields = ("project", "guaranteed_skus", "borrowing_limit")
+    autocomplete_fields = ("project",)
+
+
 @admin.register(VirtualCluster)
 class VirtualClusterAdmin(admin.ModelAdmin):
-    list_display = ("name", "gpu_type", "sku_bundle", "queue_policy", "endpoint_host", "skus_used", "queued")
+    list_display = (
+        "name", "gpu_type", "sku_bundle", "queue_policy", "reclaim", "endpoint_host", "skus_used", "queued",
+    )
     list_filter = ("queue_policy", "gpu_type")
     search_fields = ("name", "gpu_type")
     filter_horizontal = ("users", "groups")
-    inlines = [NodeInline]
+    inlines = [NodeInline, ProjectQuotaInline]
     fieldsets = (
-        (None, {"fields": ("name", "gpu_type", "queue_policy", "endpoint_host", "run_as_non_root")}),
+        (None, {"fields": ("name", "gpu_type", "queue_policy", "reclaim", "endpoint_host", "run_as_non_root")}),
         (_("SKU bundle"), {"fields": ("sku_gpus", "sku_cpus", "sku_memory_gib")}),
         (_("Grants"), {"fields": ("users", "groups")}),
     )
@@ -160,6 +169,15 @@ class NodeAdmin(admin.ModelAdmin):
         queryset.update(schedulable=schedulable)
         for vc in VirtualCluster.objects.filter(pk__in=vc_ids):
             _machines_changed(vc)
+
+
+@admin.register(PriorityClass)
+class PriorityClassAdmin(admin.ModelAdmin):
+    """Managers name the priorities and decide who may give them to a task (granted to nobody: everyone)."""
+
+    list_display = ("name", "value", "description")
+    search_fields = ("name",)
+    filter_horizontal = ("users", "groups")
 
 
 @admin.register(Storage)
