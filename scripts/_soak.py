@@ -28,7 +28,7 @@ orphan_processes are all 0):
 - ``lost_messages``: accepted starts (2xx) whose task was still in the status it had before the start
   --lost-seconds (60) later and had not changed in between; accepted stops of a task holding GPUs whose
   instance processes (the local runtime's records) were still alive --lost-seconds later (the teardown
-  message never handled); accepted evaluations still ``pending`` after --lost-seconds + 120 s.
+  message never handled); accepted evaluations still ``pending`` after twice --lost-seconds.
 - ``orphan_processes``: processes still alive once the stack has stopped and ``--stop-deployments`` has
   run: any process of run-portal's session, and any process whose command line names the soak's var dir
   (model servers carry their runtime dir in theirs); plus model-server processes alive when run-portal
@@ -262,7 +262,7 @@ class Soak:
                 self.note(f"progress: {json.dumps({**self.counts, 'stuck': len(self.stuck), 'lost': len(self.lost), 'statuses': statuses})}")
             time.sleep(0.5)
         # Let the checks of the last operations come due (a bounded wait, still observing).
-        settle = time.monotonic() + args.lost_seconds + 125
+        settle = time.monotonic() + 2 * args.lost_seconds + 5
         while self.pending_checks and time.monotonic() < min(settle, hard_deadline):
             tasks = self.tasks()
             if tasks is not None:
@@ -338,7 +338,7 @@ class Soak:
             answer = self.call("POST", f"/api/v1/tasks/{task['id']}/evaluations/",
                                json={"request_count": 5, "concurrency": 1, "max_tokens": 8})
             if answer is not None and answer.status_code < 300:
-                self.pending_checks.append((time.monotonic() + self.args.lost_seconds + 120, "evaluation",
+                self.pending_checks.append((time.monotonic() + 2 * self.args.lost_seconds, "evaluation",
                                             (task["id"], answer.json()["id"])))
         elif op == "logs" and running:
             task = rng.choice(running)
