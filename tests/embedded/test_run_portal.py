@@ -50,7 +50,8 @@ def test_a_killed_deploy_worker_is_restarted_and_deploys_again(portal):
                message=lambda: f"{portal.task('demo-llm')}\n{portal.supervisor_log()[-1500:]}")
 
 
-def test_deployments_outlive_ctrl_c_are_listed_and_stop_deployments_stops_them(portal):
+@pytest.mark.timeout(150)
+def test_deployments_outlive_ctrl_c_are_listed_adopted_and_stopped_by_stop_deployments(portal):
     task = portal.task("demo-llm")
     assert portal.api("POST", f"/tasks/{task['id']}/start/").status_code in (200, 202)
     wait_until(lambda: portal.task("demo-llm")["status"] == "running", 45, interval=0.5)
@@ -64,6 +65,18 @@ def test_deployments_outlive_ctrl_c_are_listed_and_stop_deployments_stops_them(p
     assert portal.process.wait(15) == 0
     assert pid_alive(pid)  # a deployment keeps running, like a pod when its control plane restarts
     assert f"task {task['id']} instance {instance['id']}: pid {pid}," in portal.log()  # and the user is told
+
+    # The next start adopts it: the task stays running on the same process (reconcile has run meanwhile).
+    def reconciles():
+        return (portal.var / "log" / "worker.log").read_text(errors="replace").count("Task scheduler.tasks.reconcile[")
+
+    before = reconciles()
+    portal.start()
+    wait_until(lambda: reconciles() >= before + 2, 30, interval=0.5)
+    assert portal.task("demo-llm")["status"] == "running"
+    assert pid_alive(pid)
+    portal.interrupt()
+    assert portal.process.wait(15) == 0
 
     done = subprocess.run([str(REPO / "scripts/run-portal"), "--stop-deployments"], cwd=REPO, env=portal.env,
                           capture_output=True, text=True, timeout=60)
