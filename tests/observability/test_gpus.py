@@ -15,7 +15,7 @@ from observability.gpus import parse_dcgm, parse_nvidia_smi_utilisation
 from observability.models import GpuUtilisationSample
 from tasks.models import InstanceStatus, TaskInstance
 from tasks.states import Status
-from tests.factories import TaskFactory
+from tests.factories import TaskFactory, current_run
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def running(world):
         status=Status.RUNNING, started_at=timezone.now() - timedelta(hours=5),
     )
     instance = TaskInstance.objects.create(
-        task=task, index=0, node=world.nodes[0], node_name=world.nodes[0].name, gpu_type="NVIDIA-H100",
+        task=task, run=current_run(task), index=0, node=world.nodes[0], node_name=world.nodes[0].name, gpu_type="NVIDIA-H100",
         sku_count=2, gpu_count=2, gpu_indices=[0, 1], status=InstanceStatus.READY,
     )
     return task, instance
