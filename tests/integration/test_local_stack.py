@@ -8,6 +8,7 @@ leaves a task stuck.
 
 import os
 import signal
+import tempfile
 
 import httpx
 import pytest
@@ -165,14 +166,17 @@ def test_a_crashed_runs_log_stays_readable_after_the_task_is_started_again(one_g
     user = one_gpu[0]
     # Run 1 crashes (with a NUL byte and invalid UTF-8 in its output, which PostgreSQL text cannot hold as is);
     # run 2 serves.
-    marker = live_stack.runtime_dir / "second-run"
+    # The instance runs as the unprivileged instance user: its marker lives where that user may write.
+    scratch = tempfile.mkdtemp(prefix="second-run-")
+    os.chmod(scratch, 0o777)
+    marker = f"{scratch}/started-once"
     task = new_task(
         one_gpu,
         command=[
             "sh", "-c",
             f'if [ -e {marker} ]; then exec "$0" -m demo_model; fi; touch {marker}; '
             "printf 'loading\\000weights \\377\\n'; echo 'CUDA error: out of memory' >&2; exit 3",
-            os.environ.get("PYTHON", __import__("sys").executable),
+            demo_python(),
         ],
     )
     services.task_start(task=task, user=user)

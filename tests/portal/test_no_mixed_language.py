@@ -34,6 +34,7 @@ ALLOWED = {
     "dev", "shm", "proc", "sys", "etc", "b", "kb", "mb", "gb", "g", "gi", "mi", "k8s", "uid", "queue", "tasks",
     "storages", "virtual-clusters", "instances", "evaluations", "schema", "docs", "auth", "logs", "events",
     "copy", "force-start", "start", "stop", "pin", "unpin", "txt", "english", "csrf", "n",
+    "csv", "webhook", "nul", "root", "runasnonroot", "celery",
 }
 WORD = re.compile(r"[A-Za-z]+")
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|%[sd]|\{[a-z_]+\}")
@@ -86,7 +87,7 @@ def test_no_catalogue_message_says_english_in_chinese():
 
 
 @pytest.fixture
-def zh_world(world, db):
+def zh_world(world, db, anyone_sets_commands):
     manager = ManagerFactory(username="lixiao")
     idle = task_create(user=world.member, data=task_data(world, name="qwen-idle", command=["python3", "-m", "x"]))
     queued = task_create(user=world.member, data=task_data(world, name="qwen-queued"))
