@@ -28,8 +28,9 @@ UNFINISHED_TEARDOWN = timedelta(hours=1)
 def held_ports():
     """The ports taken now (in any VC: node ports are cluster-wide): the endpoint ports of tasks holding GPUs,
     and the ports their instances listen on when the runtime picked one (the local runtime's instances 1…)."""
-    endpoints = Task.objects.holding().exclude(endpoint_port=None).values_list("endpoint_port", flat=True)
-    instances = TaskInstance.objects.holding().exclude(port=None).values_list("port", flat=True)
+    # No ORDER BY in either: SQLite refuses one in the parts of a UNION (the embedded default runs on SQLite).
+    endpoints = Task.objects.holding().exclude(endpoint_port=None).order_by().values_list("endpoint_port", flat=True)
+    instances = TaskInstance.objects.holding().exclude(port=None).order_by().values_list("port", flat=True)
     return set(endpoints.union(instances))  # one query
 
 

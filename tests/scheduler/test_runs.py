@@ -334,3 +334,4 @@ def test_ports_the_runtime_picked_for_instances_are_never_given_to_an_endpoint(m
     TaskInstance.objects.filter(run_id=task.current_run_id).update(port=31001)  # as the local runtime records it
     other = task_start(task=cluster.task(), user=cluster.owner)
     assert {task.endpoint_port, other.endpoint_port} == {31000, 31002}
+
