@@ -279,10 +279,8 @@ def run_load(spec: LoadSpec, *, keep_going=lambda done: True, check_every=1.0) -
     while worker.is_alive():
         worker.join(timeout=check_every)
         if worker.is_alive() and not keep_going(len(records)):
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop finished (and closed) meanwhile: nothing to stop
                 loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:
-                pass  # the loop finished (and closed) meanwhile: nothing left to stop
             worker.join()
     if "error" in outcome:
         raise outcome["error"]
