@@ -30,10 +30,6 @@ from observability import selectors, services
 from observability.models import AllocationSample, ClusterSample
 
 
-class _RolledBack(Exception):
-    pass
-
-
 def _calibration():
     started = time.perf_counter()
     total = 0
@@ -75,13 +71,9 @@ class Command(BaseCommand):
             raise CommandError("The benchmark generates its samples with PostgreSQL's generate_series.")
         if min(options["days"], options["vcs"], options["projects"], options["users"], options["repeat"]) < 1:
             raise CommandError("Every count must be at least 1.")
-        result = {}
-        try:
-            with transaction.atomic():
-                result = self._run(**options)
-                raise _RolledBack
-        except _RolledBack:
-            pass
+        with transaction.atomic():  # the world is made, measured, and rolled back
+            result = self._run(**options)
+            transaction.set_rollback(True)
         self.stdout.write(json.dumps(result, sort_keys=True))
 
     def _world(self, vcs, projects, users):

@@ -61,10 +61,6 @@ def calibration(repeat=3):
     return round(statistics.median(runs), 4)
 
 
-class _RolledBack(Exception):
-    pass
-
-
 class Command(BaseCommand):
     help = "Time a full scheduling pass on a synthetic cluster and print one JSON line."
 
@@ -99,18 +95,14 @@ class Command(BaseCommand):
         }))
 
     def _one(self, options):
-        result = {}
-        try:
-            with transaction.atomic():
-                vc_ids = self._build(random.Random(options["seed"]), **options)
-                result = self._measure(vc_ids, options["repeat"])
-                result = {
-                    "nodes": options["nodes"], "vcs": options["vcs"], "queued": options["queued"],
-                    "quotas": options["quotas"], **result,
-                }
-                raise _RolledBack
-        except _RolledBack:
-            pass
+        with transaction.atomic():  # the world is made, measured, and rolled back
+            vc_ids = self._build(random.Random(options["seed"]), **options)
+            result = self._measure(vc_ids, options["repeat"])
+            result = {
+                "nodes": options["nodes"], "vcs": options["vcs"], "queued": options["queued"],
+                "quotas": options["quotas"], **result,
+            }
+            transaction.set_rollback(True)
         return result
 
     def _build(self, rng, *, nodes, vcs, queued, sku_capacity, seed, quotas, **_options):
