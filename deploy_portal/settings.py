@@ -238,13 +238,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "observability.tasks.notify_waits_and_evaluations", "schedule": timedelta(minutes=1),
     },
     "sample-gpu-utilisation": {"task": "observability.tasks.sample_gpu_utilisation", "schedule": timedelta(minutes=1)},
-    "worker-heartbeat": {"task": "observability.tasks.heartbeat", "schedule": timedelta(seconds=30)},
     "fail-abandoned-evaluations": {
         "task": "evaluations.tasks.fail_abandoned_evaluations",
         "schedule": timedelta(minutes=1),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat writes its own heartbeat (observability.heartbeats); each worker does, from a bootstep.
+CELERY_BEAT_SCHEDULER = "observability.heartbeats:BeatScheduler"
+HEARTBEAT_INTERVAL_SECONDS = env.float("HEARTBEAT_INTERVAL_SECONDS", default=10)
+# The portal's banner, /readyz and /api/v1/health/ call a worker or beat gone when unseen this long.
+HEALTH_STALE_SECONDS = env.float("HEALTH_STALE_SECONDS", default=30)
 
 # --- The product ------------------------------------------------------------
 DEPLOY_RUNTIME = env.str("DEPLOY_RUNTIME", default="local")  # "local" or "kubernetes"

@@ -55,10 +55,18 @@ class AllocationSample(models.Model):
         indexes = [models.Index(fields=["span_seconds", "at"], name="allocation_sample_span_at_idx")]
 
 
-class WorkerHeartbeat(models.Model):
-    """A Celery worker said it was alive at ``seen_at`` (a beat task any worker runs)."""
+class ProcessKind(models.TextChoices):
+    WORKER = "worker", _("Worker")
+    BEAT = "beat", _("Beat")
 
-    worker = models.CharField(max_length=255, unique=True)
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker (or beat) said it was alive at ``seen_at``: each writes its own row every few seconds
+    (``observability.heartbeats``), so one that died ages while the others stay fresh."""
+
+    worker = models.CharField(max_length=255, unique=True)  # Celery's node name (portal@host), or beat@host
+    kind = models.CharField(max_length=10, choices=ProcessKind.choices, default=ProcessKind.WORKER)
+    queues = models.CharField(max_length=1000, blank=True)  # the queues a worker consumes, comma-separated
     seen_at = models.DateTimeField()
 
     class Meta:

@@ -14,7 +14,9 @@ from tasks.models import InstanceStatus, TaskInstance
 from tasks.states import Status
 
 from . import gpus
-from .models import HOUR, MINUTE, AllocationSample, ClusterSample, GpuUtilisationSample, WorkerHeartbeat
+from .models import (
+    HOUR, MINUTE, AllocationSample, ClusterSample, GpuUtilisationSample, ProcessKind, WorkerHeartbeat,
+)
 from .selectors import rolled_up_until
 
 
@@ -138,10 +140,8 @@ def gpu_utilisation_sample(*, now=None, readings=None):
     return len(samples)
 
 
-def heartbeat(*, workers, now=None):
-    """Each of ``workers`` (Celery host names) is alive now."""
-    now = now or timezone.now()
-    WorkerHeartbeat.objects.bulk_create(
-        [WorkerHeartbeat(worker=worker, seen_at=now) for worker in sorted(workers)],
-        update_conflicts=True, unique_fields=["worker"], update_fields=["seen_at"],
+def heartbeat(*, name, kind=ProcessKind.WORKER, queues=(), now=None):
+    """The worker (or beat) ``name`` is alive now, consuming ``queues``."""
+    WorkerHeartbeat.objects.update_or_create(
+        worker=name, defaults={"kind": kind, "queues": ",".join(sorted(queues)), "seen_at": now or timezone.now()},
     )

@@ -1,7 +1,6 @@
 """Celery tasks of observability: thin, idempotent (the beat entries are in ``deploy_portal/settings.py``)."""
 
 import logging
-import socket
 
 from celery import shared_task
 from django.conf import settings
@@ -9,7 +8,6 @@ from django.conf import settings
 from . import notifications, services
 
 logger = logging.getLogger(__name__)
-PING_TIMEOUT_SECONDS = 1.0
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -28,21 +26,6 @@ def compact_samples():
 def sample_gpu_utilisation():
     """How busy each running instance's GPUs are, where it can be read (beat, every minute)."""
     services.gpu_utilisation_sample()
-
-
-@shared_task(bind=True, acks_late=True, ignore_result=True)
-def heartbeat(self):
-    """Every worker that answers a ping, and this one, is alive now (beat, every 30 s; ``/metrics`` says each one's age).
-
-    Beat sends this to one worker; the ping reaches all of them, so a worker that stopped answering ages.
-    """
-    workers = {self.request.hostname or socket.gethostname()}
-    try:
-        for reply in self.app.control.ping(timeout=PING_TIMEOUT_SECONDS) or []:
-            workers.update(reply)
-    except Exception:  # noqa: BLE001 - a broker without broadcast still records this worker
-        logger.warning("the workers could not be pinged", exc_info=True)
-    services.heartbeat(workers=workers)
 
 
 @shared_task(acks_late=True, ignore_result=True)

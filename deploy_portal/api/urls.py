@@ -12,7 +12,7 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from . import clusters, evaluations, queue, quotas, usage
+from . import clusters, evaluations, health, queue, quotas, usage
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
@@ -36,7 +36,7 @@ class ApiIndex(APIView):
 INDEX = {
     "tasks": "task-list", "projects": "project-list",
     "virtual_clusters": "virtual-cluster-list", "storages": "storage-list", "queue": "queue",
-    "token": "api-token", "schema": "api-schema", "docs": "api-docs",
+    "token": "api-token", "schema": "api-schema", "docs": "api-docs", "health": "health",
 }
 
 urlpatterns = [
@@ -48,6 +48,7 @@ urlpatterns = [
     *queue.urlpatterns,
     *evaluations.urlpatterns,
     *usage.urlpatterns,
+    *health.urlpatterns,
     # Anything else under /api/v1/ answers like the API does, not with the portal's HTML page.
     re_path(r"^", csrf_exempt(lambda request, *args, **kwargs: JsonResponse({"detail": _("Not found.")}, status=404))),
 ]

@@ -162,11 +162,14 @@ def _int(value):
 
 def _task_region(request, task):
     queue = selectors.queue_info_for([task], user=request.user).get(task.pk) if task.status == Status.QUEUED else None
+    progress = list(task.instances.all()) if task.status == Status.DEPLOYING else []
     context = {
         "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
         "events": task.events.select_related("actor"),
         # While deploying, each instance's progress (pulling, starting, waiting for its port, ready).
-        "progress": task.instances.all() if task.status == Status.DEPLOYING else (),
+        "progress": progress,
+        # Deploying, and no instance applied yet: the deploy message waits for a worker to take it.
+        "waiting_for_worker": task.status == Status.DEPLOYING and not any(instance.handle for instance in progress),
         "back": reverse("portal:task-detail", args=[task.pk]),
     }
     return {

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, notifications, operations, queue, tokens, utilisation
+from . import evaluations, health, notifications, operations, queue, tokens, utilisation
 from . import task_pages as tasks
 
 app_name = "portal"
@@ -27,6 +27,7 @@ urlpatterns = [
     path("instances/<int:pk>/log/download/", tasks.instance_log_download, name="instance-log-download"),
     path("virtual-clusters/info/", tasks.vc_info, name="vc-info"),
     path("queue/", queue.queue_status, name="queue"),
+    path("health/", health.health_banner, name="health-banner"),
     path("queues/", queue.queue_page, name="queue-page"),
     path("queues/live/", queue.queue_page_live, name="queue-page-live"),
     path("token/", tokens.token_page, name="token"),

@@ -40,6 +40,8 @@ SPEC_TABLE = {
     "quotas/{id}/": {"GET", "PATCH", "DELETE"},
     "priority-classes/": {"GET", "POST"},
     "priority-classes/{id}/": {"GET", "PATCH", "DELETE"},
+    # Issue 12: the platform's health (database, broker, workers, beat), as /readyz says it.
+    "health/": {"GET"},
     # The index of the resources; authentication, schema and docs, named in the paragraph above the table.
     "": {"GET"},
     "auth/token/": {"POST"},

@@ -50,3 +50,21 @@ def test_compose_requires_a_secret_key():
 
 def test_compose_yaml_parses():
     assert "services" in yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_portal_service_has_a_health_check_on_what_the_portal_serves():
+    import json
+
+    result = subprocess.run(
+        [_compose(), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True, text=True, env={**os.environ, "SECRET_KEY": "check"}, timeout=60,
+    )
+    services = json.loads(result.stdout)["services"]
+    checks = {name: " ".join(services[name]["healthcheck"]["test"]) for name in ("web", "worker", "evaluator", "beat")}
+    assert "http://127.0.0.1:8000/healthz" in checks["web"]
+    assert "inspect ping -d celery@$$HOSTNAME" in checks["worker"]  # $$: the container's shell expands it and checks["evaluator"] == checks["worker"]
+    assert "manage.py platform_health --require beat" in checks["beat"]
+    from django.core.management import get_commands
+    from django.urls import resolve
+
+    assert resolve("/healthz").url_name == "healthz" and "platform_health" in get_commands()

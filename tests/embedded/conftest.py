@@ -66,6 +66,8 @@ class Portal:
             "LOCAL_RUNTIME_DIR": str(self.var / "local-runtime"),
             "LOCAL_STOP_GRACE_SECONDS": "2",
             "RECONCILE_INTERVAL_SECONDS": "2",
+            "HEARTBEAT_INTERVAL_SECONDS": "1",
+            "HEALTH_STALE_SECONDS": "4",
             "PYTHONUNBUFFERED": "1",
         }
         for name in ("CELERY_BROKER_URL", "DEPLOY_RUNTIME", "CELERY_TASK_DEFAULT_QUEUE", "EVALUATIONS_QUEUE"):
@@ -97,6 +99,21 @@ class Portal:
     def api(self, method, path, user="demo", **kw):
         return httpx.request(method, f"{self.base}/api/v1{path}", headers={"Authorization": f"Token {self.tokens[user]}"},
                              timeout=30, **kw)
+
+    def page(self, path, user="demo", password="demo-pass-123"):
+        """A portal page's HTML as ``user`` sees it (logged in through the login form)."""
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            client.get("/accounts/login/")
+            client.post("/accounts/login/", data={
+                "username": user, "password": password, "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            }, headers={"Referer": f"{self.base}/accounts/login/"})
+            answer = client.get(path)
+            answer.raise_for_status()
+            return answer.text
+
+    def supervisorctl(self, *args):
+        return subprocess.run([str(REPO / ".venv/bin/supervisorctl"), "-c", str(self.var / "supervisord.conf"), *args],
+                              capture_output=True, text=True, timeout=30)
 
     def task(self, name):
         answer = self.api("GET", "/tasks/", params={"page_size": 100})

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from tests.embedded.conftest import REPO, pid_alive, session_pids
@@ -84,3 +85,28 @@ def test_deployments_outlive_ctrl_c_are_listed_adopted_and_stopped_by_stop_deplo
     assert f"stopped task {task['id']} (demo-llm)" in done.stdout
     assert "no deployment is running" in done.stdout
     assert not pid_alive(pid)
+
+
+def test_a_killed_deploy_worker_raises_the_banner_for_everyone_and_it_goes_when_the_worker_is_back(portal):
+    wait_until(lambda: portal.program_ready("worker") and portal.program_ready("beat"), 20, interval=0.2,
+               message=portal.supervisor_log)
+    wait_until(lambda: "health-banner" not in portal.page("/"), 20, interval=0.5)
+    assert portal.api("GET", "/health/").json()["unwell"] == []
+
+    [first] = portal.spawned("worker")
+    os.killpg(first, signal.SIGKILL)
+    assert portal.supervisorctl("stop", "portal:worker").returncode == 0  # it stays down until started again
+    # HEALTH_STALE_SECONDS is 4 here: a member sees the banner, a manager also sees which worker and since when.
+    wait_until(lambda: "health-banner" in portal.page("/"), 15, interval=0.5)
+    member = portal.page("/")
+    assert 'data-unwell="deploy_worker"' in member and "portal@" not in member
+    manager = portal.page("/", user="manager", password="manager-pass-123")
+    assert 'data-role="deploy_worker"' in manager and "<code>portal@" in manager
+    health = portal.api("GET", "/health/", user="manager").json()
+    assert health["unwell"] == ["deploy_worker"] and health["ready"] is False
+    assert httpx.get(f"{portal.base}/readyz", timeout=10).status_code == 503
+    assert httpx.get(f"{portal.base}/healthz", timeout=10).status_code == 200
+
+    assert portal.supervisorctl("start", "portal:worker").returncode == 0
+    wait_until(lambda: "health-banner" not in portal.page("/"), 30, interval=0.5)
+    assert httpx.get(f"{portal.base}/readyz", timeout=10).json()["status"] == "ready"

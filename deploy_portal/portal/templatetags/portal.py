@@ -12,6 +12,7 @@ from deploy_portal.messages import render
 from tasks import states
 from tasks.states import OPERATIONS, Action, Status
 
+from ..health import health_region
 from ..queue import queue_region
 
 register = template.Library()
@@ -83,6 +84,15 @@ def task_buttons(task, actions, back, compact=False):
     """The operations ``actions`` (from ``tasks.access.allowed_actions``) as buttons, in the state machine's order."""
     buttons = [_button(action, task) for action in actions]
     return {"buttons": buttons, "back": back, "task": task, "compact": compact}
+
+
+@register.simple_tag(takes_context=True)
+def health_banner(context):
+    """The platform-health banner, rendered in place (empty while all is well)."""
+    request = context["request"]
+    if not request.user.is_authenticated:
+        return ""
+    return mark_safe(health_region(request))  # rendered by our own template, autoescaped
 
 
 @register.simple_tag(takes_context=True)
