@@ -258,7 +258,7 @@ async def generate_load(spec: LoadSpec, stop: asyncio.Event, records: list[Reque
 def run_load(spec: LoadSpec, *, keep_going=lambda done: True, check_every=1.0) -> LoadResult:
     """Run the load on a thread with its own event loop; every ``check_every`` seconds, on this thread,
     call ``keep_going(number of requests finished so far)`` and stop early (keeping what finished) once it
-    answers False."""
+    answers False. If ``keep_going`` raises, the load is stopped before the exception goes on."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     records: list[RequestRecord] = []
@@ -276,12 +276,22 @@ def run_load(spec: LoadSpec, *, keep_going=lambda done: True, check_every=1.0) -
 
     worker = threading.Thread(target=target, name="evaluation-load", daemon=True)
     worker.start()
+    def stop_and_wait():
+        with contextlib.suppress(RuntimeError):  # the loop finished (and closed) meanwhile: nothing to stop
+            loop.call_soon_threadsafe(stop.set)
+        worker.join()
+
     while worker.is_alive():
         worker.join(timeout=check_every)
-        if worker.is_alive() and not keep_going(len(records)):
-            with contextlib.suppress(RuntimeError):  # the loop finished (and closed) meanwhile: nothing to stop
-                loop.call_soon_threadsafe(stop.set)
-            worker.join()
+        if not worker.is_alive():
+            break
+        try:
+            go_on = keep_going(len(records))
+        except BaseException:  # the check itself failed (the database is gone): stop the load, then say why
+            stop_and_wait()
+            raise
+        if not go_on:
+            stop_and_wait()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]

@@ -18,6 +18,11 @@ MAX_TIMEOUT_SECONDS = 600
 # Slack on top of a run's longest possible duration before a run nobody finished counts as abandoned.
 ABANDON_GRACE = timedelta(minutes=2)
 QUEUE_WAIT = timedelta(minutes=30)  # how long a run may wait for an evaluations worker before it counts as lost
+# A running evaluation's worker writes ``heartbeat_at`` at least this often; one silent for HEARTBEAT_STALE has
+# lost its worker (beat's safety net runs every minute: such a run ends within one or two).
+HEARTBEAT_EVERY = timedelta(seconds=10)
+HEARTBEAT_STALE = timedelta(seconds=60)
+NEVER_SENT = timedelta(seconds=60)  # a pending run whose message was never handed to the broker after this is lost
 
 
 class EvaluationStatus(models.TextChoices):
@@ -55,6 +60,8 @@ class Evaluation(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent to a worker at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     # Parameters
@@ -136,13 +143,18 @@ class Evaluation(models.Model):
         return timedelta(seconds=arrivals + waves * self.timeout_seconds)
 
     def is_abandoned(self, now) -> bool:
-        """An active run past its longest duration (plus slack): its worker is gone.
+        """An active run whose worker is gone (or whose message never reached one).
 
-        A run not started yet may be waiting its turn behind other evaluations on their queue: it is given
-        ``QUEUE_WAIT`` more before its message counts as lost.
+        Running: its worker has not written a heartbeat for HEARTBEAT_STALE, or it ran past its longest possible
+        duration plus ABANDON_GRACE anyway. Pending: its message was never handed to the broker within
+        NEVER_SENT (the web process died between commit and send), or it was but no worker took it within
+        QUEUE_WAIT plus its longest duration (it may be waiting its turn behind other evaluations until then).
         """
-        if self.started_at is not None:
-            since = self.started_at
-        else:
-            since = self.created_at + QUEUE_WAIT
-        return self.is_active and now > since + self.longest_duration() + ABANDON_GRACE
+        if not self.is_active:
+            return False
+        if self.status == EvaluationStatus.RUNNING:
+            beat = self.heartbeat_at or self.started_at
+            return now > beat + HEARTBEAT_STALE or now > self.started_at + self.longest_duration() + ABANDON_GRACE
+        if self.sent_at is None:
+            return now > self.created_at + NEVER_SENT
+        return now > self.sent_at + QUEUE_WAIT + self.longest_duration() + ABANDON_GRACE

@@ -14,7 +14,7 @@ from tasks.states import Action, Status
 
 from . import loadgen
 from .metrics import summarize
-from .models import ACTIVE_STATUSES, Evaluation, EvaluationStatus, FailureReason
+from .models import ACTIVE_STATUSES, HEARTBEAT_EVERY, Evaluation, EvaluationStatus, FailureReason
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,11 @@ def evaluation_create(*, task, user, parameters) -> Evaluation:
 def _hand_over(evaluation_id):
     """Send the run to an evaluations worker (by name from the app's registry: the Celery task module imports
     these services). A broker that cannot be reached fails the run at once, saying so, rather than leave a
-    pending run that blocks the task's next evaluation until it counts as abandoned."""
+    pending run that blocks the task's next evaluation until it counts as abandoned. A sent run records when:
+    one never sent (this process died first) counts as lost after NEVER_SENT, not after QUEUE_WAIT."""
     try:
         current_app.tasks[RUN_EVALUATION].delay(evaluation_id)
+        Evaluation.objects.filter(pk=evaluation_id, sent_at=None).update(sent_at=timezone.now())
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the run is saved, the answer stands
         logger.exception("evaluation %s could not be handed to a worker", evaluation_id)
         Evaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.PENDING).update(
@@ -114,16 +116,22 @@ def evaluations_fail_abandoned() -> list[int]:
     return failed
 
 
-def _finish(evaluation, status, reason="", detail="", results=None):
-    evaluation.status = status
-    evaluation.failure_reason = reason
-    evaluation.failure_detail = detail
-    evaluation.finished_at = timezone.now()
-    fields = ["status", "failure_reason", "failure_detail", "finished_at", "requests_done"]
+def _finish(evaluation, status, reason="", detail="", results=None, *, expected=ACTIVE_STATUSES):
+    """End the run as ``status`` if it is still in one of ``expected``: a run the safety net already called
+    abandoned is not overwritten by its worker coming back with results. Answers whether it was ended here."""
+    now = timezone.now()
+    fields = {"status": status, "failure_reason": reason, "failure_detail": detail, "finished_at": now,
+              "requests_done": evaluation.requests_done}
     if results is not None:
-        evaluation.results = results
-        fields.append("results")
-    evaluation.save(update_fields=fields)
+        fields["results"] = results
+    ended = Evaluation.objects.filter(pk=evaluation.pk, status__in=expected).update(**fields)
+    if ended:
+        for name, value in fields.items():
+            setattr(evaluation, name, value)
+    else:
+        logger.warning("evaluation %s was no longer %s: not marked %s", evaluation.pk, "/".join(expected), status)
+        evaluation.refresh_from_db()
+    return bool(ended)
 
 
 def _task_is_running(task_id) -> bool:
@@ -132,8 +140,9 @@ def _task_is_running(task_id) -> bool:
 
 def _claim(evaluation_id):
     """pending -> running, once: a second delivery of the same run finds nothing to claim."""
+    now = timezone.now()
     claimed = Evaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.PENDING).update(
-        status=EvaluationStatus.RUNNING, started_at=timezone.now()
+        status=EvaluationStatus.RUNNING, started_at=now, heartbeat_at=now,
     )
     return Evaluation.objects.select_related("task").get(pk=evaluation_id) if claimed else None
 
@@ -172,20 +181,32 @@ def evaluation_run(*, evaluation_id) -> Evaluation | None:
         timeout=evaluation.timeout_seconds,
     )
 
+    beat = {"at": timezone.now(), "done": 0}
+
     def keep_going(done):
-        Evaluation.objects.filter(pk=evaluation.pk).update(requests_done=done)
+        """The run's heartbeat and progress (written when it moved, or every HEARTBEAT_EVERY), and whether to go
+        on: not once the run was ended meanwhile (abandoned by the safety net) or the task stopped running."""
+        now = timezone.now()
+        if done != beat["done"] or now - beat["at"] >= HEARTBEAT_EVERY:
+            still_running = Evaluation.objects.filter(pk=evaluation.pk, status=EvaluationStatus.RUNNING).update(
+                requests_done=done, heartbeat_at=now,
+            )
+            if not still_running:
+                return False
+            beat.update(at=now, done=done)
         return _task_is_running(evaluation.task_id)
 
     outcome = loadgen.run_load(spec, keep_going=keep_going, check_every=TASK_CHECK_SECONDS)
     evaluation.requests_done = len(outcome.records)
     results = summarize(outcome.records, outcome.duration)
     results["stopped_early"] = outcome.stopped
+    running = (EvaluationStatus.RUNNING,)
     if outcome.stopped or not _task_is_running(evaluation.task_id):
-        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.TASK_STOPPED, results=results)
+        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.TASK_STOPPED, results=results, expected=running)
     elif results["completed"] == 0:
         first = results["errors"][0] if results["errors"] else ""
-        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.NO_SUCCESS, first, results=results)
+        _finish(evaluation, EvaluationStatus.FAILED, FailureReason.NO_SUCCESS, first, results=results, expected=running)
     else:
-        _finish(evaluation, EvaluationStatus.SUCCEEDED, results=results)
+        _finish(evaluation, EvaluationStatus.SUCCEEDED, results=results, expected=running)
     logger.info("evaluation %s of task %s: %s", evaluation.pk, evaluation.task_id, evaluation.status)
     return evaluation

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Min
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from deploy_portal.messages import N_, Sentence, joined
@@ -121,7 +121,12 @@ def instances_observed(*, run, observations):
 def _deploying_since(task):
     if task.started_at:
         return task.started_at
-    return TaskInstance.objects.filter(run_id=task.current_run_id).aggregate(first=Min("created_at"))["first"]
+    return min((instance.created_at for instance in task.current_run.instances.all()), default=None)
+
+
+def _instances_loaded(runs):
+    """Each run's instances read once (index order), for the verdict, the runtime and ``instances_observed``."""
+    prefetch_related_objects(runs, Prefetch("instances", queryset=TaskInstance.objects.order_by("index")))
 
 
 def _current(task_id, run_id, *, statuses=HOLDING):
@@ -132,7 +137,10 @@ def _current(task_id, run_id, *, statuses=HOLDING):
     if run_id is not None and task.current_run_id != run_id:
         logger.info("run %s of task %s is no longer current (%s): nothing to do", run_id, task_id, task.current_run_id)
         return None, None
-    return task, task.current_run
+    run = task.current_run
+    run.task = task
+    _instances_loaded([run])
+    return task, run
 
 
 def observe_task(task_id, run_id=None, snapshot=None):
@@ -144,8 +152,13 @@ def observe_task(task_id, run_id=None, snapshot=None):
     task, run = _current(task_id, run_id)
     if task is None:
         return None
+    return _observe(task, run, snapshot)
+
+
+def _observe(task, run, snapshot):
+    """``observe_task`` on a task and run read already (their instances prefetched): no query while nothing changed."""
     # Which instances were applied, read before the runtime is: one applied meanwhile is not "vanished".
-    instances = [(i.index, i.node_name, bool(i.handle)) for i in run.instances.order_by("index")]
+    instances = [(i.index, i.node_name, bool(i.handle)) for i in run.instances.all()]
     observations = get_runtime().observe(run, snapshot=snapshot)
     instances_observed(run=run, observations=observations)
     result = verdict(
@@ -285,9 +298,18 @@ def _reconcile():
     workloads = runtime.workloads()
     snapshot = runtime.snapshot()
     done = {"observed": [], "reapplied": [], "failed": [], "removed": []}
-    holding = Task.objects.holding().order_by("pk").select_related("virtual_cluster", "current_run")
+    # Every holding task, its current run and the run's instances in three queries, whatever their number: a
+    # run that is ready and stays so costs no query of its own (only a change writes, or moves a state).
+    holding = list(Task.objects.holding().order_by("pk").select_related("virtual_cluster", "current_run"))
+    runs = [task.current_run for task in holding if task.current_run is not None]
+    for task in holding:
+        if task.current_run is not None:
+            task.current_run.task = task
+    _instances_loaded(runs)
     for task in holding:
         run_id = task.current_run_id
+        if task.current_run is None:
+            continue
         try:
             if run_id in unapplied:
                 # Not observed: its apply may be under way in another worker, after the snapshot was read.
@@ -299,7 +321,7 @@ def _reconcile():
                     deploy(task.pk, run_id)
                     done["reapplied"].append(task.pk)
             else:
-                observe_task(task.pk, run_id, snapshot=snapshot)
+                _observe(task, task.current_run, snapshot)
                 done["observed"].append(task.pk)
         except TransientRuntimeError:
             logger.warning("reconcile: task %s could not be observed now", task.pk, exc_info=True)
@@ -308,9 +330,12 @@ def _reconcile():
             done["failed"].append(task.pk)
         except Exception:  # noqa: BLE001 - one task's surprise must not stop the healing of every other
             logger.exception("reconcile: task %s could not be handled", task.pk)
+    # Read again after the observations: a run failed above no longer holds its workloads.
     holding_instances = set(TaskInstance.objects.holding().values_list("pk", flat=True))
-    holding_runs = set(Task.objects.holding().values_list("current_run_id", flat=True))
-    holding_tasks = set(Task.objects.holding().values_list("pk", flat=True))
+    holding_runs, holding_tasks = set(), set()
+    for task_id, run_id in Task.objects.holding().values_list("pk", "current_run_id"):
+        holding_tasks.add(task_id)
+        holding_runs.add(run_id)
     for workload in workloads:
         if workload.instance_id is not None:
             keep = workload.instance_id in holding_instances

@@ -108,6 +108,24 @@ def test_stops_early_and_keeps_what_finished():
     assert progress == sorted(progress) and progress[-1] <= len(outcome.records)
 
 
+def test_a_stop_check_that_raises_stops_the_load_before_the_error_goes_on():
+    import threading
+
+    class DatabaseGone(Exception):
+        pass
+
+    def keep_going(done):
+        raise DatabaseGone("the database is gone")
+
+    with DemoModelProcess("--token-delay", "0.1") as server:
+        spec = spec_for(server, request_count=40, concurrency=2, max_tokens=3)  # ~8 s if nothing stops it
+        with pytest.raises(DatabaseGone):
+            loadgen.run_load(spec, keep_going=keep_going, check_every=0.05)
+        # The load's thread was stopped and joined before the error came out: nothing sends any more.
+        assert not any(thread.name == "evaluation-load" for thread in threading.enumerate())
+        assert server.requests_logged("/v1/completions") < 10
+
+
 def test_request_rate_spreads_arrivals():
     offsets = loadgen.arrival_offsets(200, rate=50.0)
     assert offsets == loadgen.arrival_offsets(200, rate=50.0)  # seeded: runs repeat

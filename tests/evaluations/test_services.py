@@ -82,27 +82,63 @@ def test_an_abandoned_run_does_not_block_the_next(world, enqueued):
     assert stale.status == EvaluationStatus.FAILED and stale.failure_reason == FailureReason.ABANDONED
 
 
-def test_the_safety_net_fails_only_runs_past_their_longest_duration(world):
+def test_the_safety_net_fails_runs_whose_worker_stopped_beating_or_whose_message_was_lost(world):
     from evaluations.tasks import fail_abandoned_evaluations
 
     now = timezone.now()
-    params = {"request_count": 10, "concurrency": 5, "timeout_seconds": 30}  # at most 2 × 30 s, + 2 min slack
-    stale = Evaluation.objects.create(task=running_task(world, port=31999), status=EvaluationStatus.RUNNING,
-                                      started_at=now - timedelta(minutes=3), **params)
-    fresh = Evaluation.objects.create(task=running_task(world, port=31998, name="b"), status=EvaluationStatus.RUNNING,
-                                      started_at=now - timedelta(minutes=2), **params)
-    lost = Evaluation.objects.create(task=running_task(world, port=31997, name="c"), **params)
-    Evaluation.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=35))  # never picked up
-    waiting = Evaluation.objects.create(task=running_task(world, port=31996, name="d"), **params)
-    # Queued behind other evaluations for longer than it would run: still waiting its turn, not lost.
+    # At the allowed maximum a run may take days (waves × timeout): its heartbeat, not that bound, says it is alive.
+    params = {"request_count": 10_000, "concurrency": 1, "timeout_seconds": 600}
+
+    def make(name, port, **fields):
+        return Evaluation.objects.create(task=running_task(world, port=port, name=name), **params, **fields)
+
+    silent = make("a", 31999, status=EvaluationStatus.RUNNING, started_at=now - timedelta(minutes=5),
+                  heartbeat_at=now - timedelta(seconds=61))
+    beating = make("b", 31998, status=EvaluationStatus.RUNNING, started_at=now - timedelta(hours=5),
+                   heartbeat_at=now - timedelta(seconds=20))
+    never_sent = make("c", 31997)
+    Evaluation.objects.filter(pk=never_sent.pk).update(created_at=now - timedelta(seconds=61))
+    # Sent, and queued behind other evaluations for longer than a minute: still waiting its turn, not lost.
+    waiting = make("d", 31996, sent_at=now - timedelta(minutes=10))
     Evaluation.objects.filter(pk=waiting.pk).update(created_at=now - timedelta(minutes=10))
+    just_made = make("e", 31995)  # its message is being sent right now
 
     fail_abandoned_evaluations.apply()
 
-    statuses = dict(Evaluation.objects.values_list("pk", "failure_reason"))
-    assert statuses == {
-        stale.pk: FailureReason.ABANDONED, fresh.pk: "", lost.pk: FailureReason.ABANDONED, waiting.pk: "",
+    assert dict(Evaluation.objects.values_list("pk", "failure_reason")) == {
+        silent.pk: FailureReason.ABANDONED, beating.pk: "", never_sent.pk: FailureReason.ABANDONED,
+        waiting.pk: "", just_made.pk: "",
     }
+
+
+def test_a_sent_run_records_when_it_was_handed_to_the_broker(world, enqueued, django_capture_on_commit_callbacks):
+    task = running_task(world, port=31999)
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluation = evaluation_create(task=task, user=world.member, parameters=PARAMETERS)
+    evaluation.refresh_from_db()
+    assert enqueued == [evaluation.pk] and evaluation.sent_at is not None
+
+
+def test_a_run_the_safety_net_ended_is_not_overwritten_when_its_worker_comes_back(world, monkeypatch):
+    """The worker was only slow: the run was called abandoned meanwhile, and its late success must not undo that."""
+    from evaluations import loadgen
+    from evaluations.metrics import RequestRecord
+
+    task = running_task(world, port=31999)
+    evaluation = Evaluation.objects.create(task=task, model_name="demo", sent_at=timezone.now(), **PARAMETERS)
+
+    def run_load(spec, *, keep_going, check_every):
+        Evaluation.objects.filter(pk=evaluation.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+        assert services.evaluations_fail_abandoned() == [evaluation.pk]
+        assert keep_going(3) is False  # the worker's next check sees the run ended and stops the load
+        record = RequestRecord(success=True, latency=0.5, ttft=0.1, output_tokens=8)
+        return loadgen.LoadResult(records=[record] * 3, duration=1.0, stopped=False)
+
+    monkeypatch.setattr(loadgen, "run_load", run_load)
+    evaluation_run(evaluation_id=evaluation.pk)
+    evaluation.refresh_from_db()
+    assert (evaluation.status, evaluation.failure_reason) == (EvaluationStatus.FAILED, FailureReason.ABANDONED)
+    assert evaluation.results == {}
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,17 @@ def test_scales_prints_every_size_from_one_run_with_the_calibration():
 def test_scales_refuses_what_is_not_a_list_of_whole_numbers():
     with pytest.raises(CommandError, match="--scales"):
         bench(scales="1,ten")
+
+
+def test_bench_reconcile_prints_a_query_count_that_does_not_grow_with_the_holding_tasks():
+    def reconcile_bench(**options):
+        out = StringIO()
+        call_command("bench_reconcile", stdout=out, repeat=1, **options)
+        [line] = out.getvalue().splitlines()
+        return json.loads(line)
+
+    few, many = reconcile_bench(tasks=5), reconcile_bench(tasks=60, replicas=2)
+    assert set(few) == {"holding_tasks", "instances", "queries", "reconcile_seconds", "per_task_ms", "calibration_seconds"}
+    assert (many["holding_tasks"], many["instances"]) == (60, 120)
+    assert few["queries"] == many["queries"] <= 10
+    assert not Task.objects.exists() and not VirtualCluster.objects.exists()

@@ -335,3 +335,36 @@ def test_ports_the_runtime_picked_for_instances_are_never_given_to_an_endpoint(m
     other = task_start(task=cluster.task(), user=cluster.owner)
     assert {task.endpoint_port, other.endpoint_port} == {31000, 31002}
 
+
+
+def test_reconcile_reads_every_holding_task_in_queries_that_do_not_grow_with_their_number(make_cluster, use_runtime):
+    """A steady world (every run ready and staying so): the pass's queries are the same for 2 tasks and for 12."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cluster = make_cluster(64)
+    runtime = use_runtime(Recording())
+
+    def start(count):
+        for _ in range(count):
+            task = task_start(task=cluster.task(replicas=2), user=cluster.owner)
+            jobs.observe_task(task.pk, task.current_run_id)  # ready: running
+
+    def reconcile_queries():
+        runtime.calls.clear()
+        with CaptureQueriesContext(connection) as captured:
+            done = jobs.reconcile()
+        assert done["failed"] == [] and done["removed"] == []
+        # The runtime was asked about each holding task's current run, once.
+        assert sorted(runtime.calls) == sorted(("observe", t.current_run_id) for t in Task.objects.holding())
+        return len(captured.captured_queries), len(done["observed"])
+
+    start(2)
+    jobs.reconcile()  # the first pass writes what it saw; the next ones see no change
+    few = reconcile_queries()
+    start(10)
+    jobs.reconcile()
+    many = reconcile_queries()
+    assert Task.objects.filter(status=Status.RUNNING).count() == 12
+    assert (few[1], many[1]) == (2, 12)
+    assert many[0] == few[0] <= 10, (few, many)

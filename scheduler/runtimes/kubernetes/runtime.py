@@ -259,7 +259,8 @@ class KubernetesRuntime(Runtime):
 
     def observe(self, run, snapshot=None):
         task = run.task
-        wanted = {str(pk) for pk in run.instances.values_list("pk", flat=True)}
+        instances = sorted(run.instances.all(), key=lambda instance: instance.index)  # prefetched by the caller
+        wanted = {str(instance.pk) for instance in instances}
         pods = self._live_pods(snapshot.get(str(task.pk), [])) if snapshot is not None else {}
         if not wanted <= pods.keys():
             # Not in the snapshot (or none given): read the task's pods now. A pod created after the
@@ -267,7 +268,7 @@ class KubernetesRuntime(Runtime):
             pods = self._live_pods(self._pods(task_selector(task.pk), task.pk))
         now = timezone.now()
         observations = []
-        for instance in run.instances.order_by("index"):
+        for instance in instances:
             pod = pods.get(str(instance.pk))
             if pod is None:
                 observations.append(

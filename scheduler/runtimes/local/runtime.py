@@ -217,7 +217,8 @@ class LocalRuntime(Runtime):
     # -- observe -----------------------------------------------------------------------
     def observe(self, run, snapshot=None):
         self._reap()
-        return [self._observe_instance(instance) for instance in run.instances.order_by("index")]
+        instances = sorted(run.instances.all(), key=lambda instance: instance.index)  # prefetched by the caller
+        return [self._observe_instance(instance) for instance in instances]
 
     def _observe_instance(self, instance):
         record = self.store.load(instance.pk)
