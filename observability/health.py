@@ -103,3 +103,16 @@ def broker_answers():
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def readiness():
+    """Readiness's checks: the database, the broker, and each role's freshness. Answers ``(ready, checks, health)``;
+    ready when the database and the broker answer and a deploy worker was seen recently (health is None while
+    the database does not answer)."""
+    database, broker = database_answers(), broker_answers()
+    checks = {"database": {"ok": database is None, "error": database}, "broker": {"ok": broker is None, "error": broker}}
+    health = platform_health() if database is None else None
+    for component in health.components if health else ():
+        checks[component.role] = {"ok": component.up, "last_seen": component.last_seen}
+    ready = database is None and broker is None and health[DEPLOY_WORKER].up
+    return ready, checks, health

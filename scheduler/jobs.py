@@ -124,8 +124,14 @@ def _deploying_since(task):
     return min((instance.created_at for instance in task.current_run.instances.all()), default=None)
 
 
-def _instances_loaded(runs):
-    """Each run's instances read once (index order), for the verdict, the runtime and ``instances_observed``."""
+def _runs_loaded(tasks):
+    """Each task's current run, knowing its task, with its instances read once (index order) for the verdict, the
+    runtime and ``instances_observed``: one query for all of them."""
+    runs = []
+    for task in tasks:
+        if task.current_run is not None:
+            task.current_run.task = task
+            runs.append(task.current_run)
     prefetch_related_objects(runs, Prefetch("instances", queryset=TaskInstance.objects.order_by("index")))
 
 
@@ -137,10 +143,8 @@ def _current(task_id, run_id, *, statuses=HOLDING):
     if run_id is not None and task.current_run_id != run_id:
         logger.info("run %s of task %s is no longer current (%s): nothing to do", run_id, task_id, task.current_run_id)
         return None, None
-    run = task.current_run
-    run.task = task
-    _instances_loaded([run])
-    return task, run
+    _runs_loaded([task])
+    return task, task.current_run
 
 
 def observe_task(task_id, run_id=None, snapshot=None):
@@ -301,11 +305,7 @@ def _reconcile():
     # Every holding task, its current run and the run's instances in three queries, whatever their number: a
     # run that is ready and stays so costs no query of its own (only a change writes, or moves a state).
     holding = list(Task.objects.holding().order_by("pk").select_related("virtual_cluster", "current_run"))
-    runs = [task.current_run for task in holding if task.current_run is not None]
-    for task in holding:
-        if task.current_run is not None:
-            task.current_run.task = task
-    _instances_loaded(runs)
+    _runs_loaded(holding)
     for task in holding:
         run_id = task.current_run_id
         if task.current_run is None:

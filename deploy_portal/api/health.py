@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clusters.permissions import is_manager
-from observability.health import broker_answers, database_answers, platform_health
+from observability.health import readiness
 
 
 @require_GET
@@ -23,23 +23,11 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def _checks():
-    """Readiness's three checks: the database, the broker, a deploy worker seen recently."""
-    database = database_answers()
-    broker = broker_answers()
-    checks = {"database": {"ok": database is None, "error": database}, "broker": {"ok": broker is None, "error": broker}}
-    health = platform_health() if database is None else None
-    for component in health.components if health else ():
-        checks[component.role] = {"ok": component.up, "last_seen": component.last_seen}
-    ready = database is None and broker is None and health["deploy_worker"].up
-    return ready, checks, health
-
-
 @require_GET
 @never_cache
 def readyz(request):
     """Readiness: 200 when the database and the broker answer and a deploy worker was seen recently, else 503."""
-    ready, checks, _health = _checks()
+    ready, checks, _health = readiness()
     # Anonymous callers (load balancers, probes) get the verdicts, not the errors' text (hosts, ports).
     verdicts = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse({"status": "ready" if ready else "unavailable", "checks": verdicts}, status=200 if ready else 503)
@@ -57,7 +45,7 @@ class HealthView(APIView):
         })},
     )
     def get(self, request):
-        ready, checks, health = _checks()
+        ready, checks, health = readiness()
         body = {"ready": ready, "unwell": [c.role for c in health.unwell] if health else [], "checks": checks}
         if health is not None and is_manager(request.user):
             body["processes"] = [

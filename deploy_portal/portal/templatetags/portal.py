@@ -86,19 +86,21 @@ def task_buttons(task, actions, back, compact=False):
     return {"buttons": buttons, "back": back, "task": task, "compact": compact}
 
 
-@register.simple_tag(takes_context=True)
-def health_banner(context):
-    """The platform-health banner, rendered in place (empty while all is well)."""
+def _in_place(context, region):
+    """A live region rendered in place (so the first paint shows it), for a logged-in reader only."""
     request = context["request"]
     if not request.user.is_authenticated:
         return ""
-    return mark_safe(health_region(request))  # rendered by our own template, autoescaped
+    return mark_safe(region(request))  # rendered by our own template, autoescaped
+
+
+@register.simple_tag(takes_context=True)
+def health_banner(context):
+    """The platform-health banner (empty while all is well)."""
+    return _in_place(context, health_region)
 
 
 @register.simple_tag(takes_context=True)
 def queue_sidebar(context):
-    """The live queue status; rendered in place so that the first paint already shows it."""
-    request = context["request"]
-    if not request.user.is_authenticated:
-        return ""
-    return mark_safe(queue_region(request))  # rendered by our own template, autoescaped
+    """The live queue status under the navigation."""
+    return _in_place(context, queue_region)

@@ -10,7 +10,6 @@ from deploy_portal.messages import N_, Sentence
 from scheduler import jobs
 from scheduler.services import task_stop
 from tasks.models import Task
-from tasks.states import HOLDING
 
 
 class Command(BaseCommand):
@@ -19,7 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         message = Sentence(N_("Stopped by the manage.py stop_deployments command."))
         stopped = 0
-        for task in Task.objects.filter(status__in=HOLDING).order_by("pk"):
+        for task in Task.objects.holding().order_by("pk"):
             run_id = task.current_run_id
             task_stop(task=task, message=message)
             jobs.teardown(task.pk, run_id)
