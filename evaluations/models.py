@@ -153,8 +153,9 @@ class Evaluation(models.Model):
         if not self.is_active:
             return False
         if self.status == EvaluationStatus.RUNNING:
-            beat = self.heartbeat_at or self.started_at
-            return now > beat + HEARTBEAT_STALE or now > self.started_at + self.longest_duration() + ABANDON_GRACE
+            started = self.started_at or self.created_at  # a row made running by hand has no start
+            beat = self.heartbeat_at or started
+            return now > beat + HEARTBEAT_STALE or now > started + self.longest_duration() + ABANDON_GRACE
         if self.sent_at is None:
             return now > self.created_at + NEVER_SENT
         return now > self.sent_at + QUEUE_WAIT + self.longest_duration() + ABANDON_GRACE
