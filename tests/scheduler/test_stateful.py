@@ -400,7 +400,7 @@ def fits(task, free_blocks):
 def test_scheduler_promises_hold_under_random_operations():
     Scheduling.people = (UserFactory(), ManagerFactory())
     # Derandomized: the suite explores the same 8 examples on every run, so a CI run is reproducible. A known
-    # counterexample is open (issue 17): ``--hypothesis-seed=129889372613470743691543630308375673326`` finds a
+    # counterexample is open (issue 17): without derandomize, ``--hypothesis-seed=129889372613470743691543630308375673326`` finds a
     # strict-FIFO VC with project quotas and reclaim where a later task overtakes the blocked head. That seed
     # fails on the commit before this session's work as well.
     run_state_machine_as_test(
