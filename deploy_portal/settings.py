@@ -269,6 +269,11 @@ TASK_MAX_ENV_BYTES = env.int("TASK_MAX_ENV_BYTES", default=128 * 1024)
 TASK_MAX_COMMAND_WORDS = env.int("TASK_MAX_COMMAND_WORDS", default=256)
 TASK_MAX_COMMAND_WORD_LENGTH = env.int("TASK_MAX_COMMAND_WORD_LENGTH", default=4096)
 TASK_MAX_DESCRIPTION_LENGTH = env.int("TASK_MAX_DESCRIPTION_LENGTH", default=2000)
+# Fernet keys that seal secret env vars at rest (tasks.secrets), the first one sealing, all of them opening
+# (rotation: put the new one first, run `manage.py rotate_env_secrets`, then drop the old one). None: a key
+# derived from SECRET_KEY (and SECRET_KEY_FALLBACKS), so changing SECRET_KEY alone makes the secrets unreadable.
+ENV_SECRET_KEYS = env.list("ENV_SECRET_KEYS", default=[])
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
 # Who may override an image's command and arguments: "managers" or "everyone". On the local runtime a
 # command is a process on the portal's own machine, so only managers by default; Kubernetes runs it in a container.

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from tasks.access import check_action
 from tasks.exceptions import OperationRefused
 from tasks.models import Task
+from tasks.secrets import env_public
 from tasks.states import Action, Status
 
 from . import loadgen
@@ -34,7 +35,7 @@ def task_config_snapshot(task) -> dict:
         "sku_count": task.sku_count,
         "replicas": task.replicas,
         "gpu_type": task.virtual_cluster.gpu_type,
-        "env": [item for item in task.env if isinstance(item, dict)],
+        "env": env_public(task.env),  # a secret as •••• (tasks.secrets)
     }
 
 

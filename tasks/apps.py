@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
@@ -16,3 +17,6 @@ class TasksConfig(AppConfig):
     def ready(self):
         # Permissions exist only after migrate; the managers group follows them.
         post_migrate.connect(_ensure_managers_group, sender=self)
+        from .secrets import check_keys
+
+        checks.register(check_keys)

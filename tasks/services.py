@@ -17,6 +17,7 @@ from deploy_portal.messages import N_, Sentence
 from .access import check_action
 from .exceptions import InvalidTransition
 from .models import Task, TaskEvent, TaskMount, TaskRun
+from .secrets import SecretUnreadable, env_reseal, env_resolve, env_seal, is_secret
 from .states import TRANSITIONS, Action, Status
 from .validation import NAME_MAX_LENGTH, clean_mount_path, validate_task_config
 
@@ -37,11 +38,16 @@ def task_config(task):
     return data
 
 
-def _normalise(data):
+def _normalise(data, saved_env=()):
+    """The input as validation reads it; env resolved (``tasks.secrets``): a secret sent without its value keeps
+    the one saved under its name in ``saved_env``, the task edited or copied."""
     data = dict(data)
     if not data.get("expose_port"):
         data["external_port"] = None
-    data["env"] = [{"name": str(e.get("name", "")).strip(), "value": e.get("value", "")} for e in data.get("env") or []]
+    data["env"] = env_resolve(
+        [{**e, "name": str(e.get("name", "")).strip()} if isinstance(e, dict) else e for e in data.get("env") or []],
+        saved_env,
+    )
     data["name"] = str(data.get("name") or "").strip()
     data["image"] = str(data.get("image") or "").strip()
     data.setdefault("description", "")
@@ -81,10 +87,12 @@ def event_record(*, task, operation, actor=None, message="", from_status=None, t
 
 
 @transaction.atomic
-def task_create(*, user, data):
-    """Create a task in ``not_deployed`` from a validated configuration."""
-    data = _normalise(data)
+def task_create(*, user, data, secrets_from=None):
+    """Create a task in ``not_deployed`` from a validated configuration (a copy keeps the secrets of
+    ``secrets_from`` that it sends without a value)."""
+    data = _normalise(data, secrets_from.env if secrets_from is not None else ())
     validate_task_config(user=user, data=data)
+    data["env"] = env_seal(data["env"])
     task = Task.objects.create(owner=user, **{f: data.get(f) for f in CONFIG_FIELDS if f in data})
     _write_mounts(task, data.get("mounts") or [])
     event_record(task=task, operation="create", actor=user, message=Sentence(N_("Task created.")))
@@ -106,17 +114,24 @@ def grants_holder(*, task, user):
     return user if task.project.members.filter(pk=user.pk).exists() else task.owner
 
 
+def task_update_check(*, task, user, data):
+    """The configuration ``task_update`` would save (env resolved, not sealed yet); raises ValidationError as it
+    would. The admin's form calls it to put the messages next to its fields."""
+    for field in FIXED_ON_COPY:
+        if field in data and data[field] != getattr(task, field):
+            raise ValidationError({field: [_("This field cannot be changed after creation.")]})
+    merged = _normalise({**task_config(task), **data}, task.env)
+    validate_task_config(user=grants_holder(task=task, user=user), data=merged, task=task)
+    return merged
+
+
 @transaction.atomic
 def task_update(*, task, user, data):
     """Edit a task's configuration; only while it holds nothing and is not queued."""
     task = _lock(task)
     check_action(task=task, user=user, action=Action.EDIT)
-    merged = {**task_config(task), **data}
-    for field in FIXED_ON_COPY:
-        if field in data and data[field] != getattr(task, field):
-            raise ValidationError({field: [_("This field cannot be changed after creation.")]})
-    merged = _normalise(merged)
-    validate_task_config(user=grants_holder(task=task, user=user), data=merged, task=task)
+    merged = task_update_check(task=task, user=user, data=data)
+    merged["env"] = env_seal(merged["env"])
     for field in CONFIG_FIELDS:
         setattr(task, field, merged[field])
     task.save()
@@ -149,9 +164,29 @@ def task_copy(*, task, user, overrides=None):
     if "name" not in overrides:
         suffix = _(" (copy)")
         data["name"] = task.name[: NAME_MAX_LENGTH - len(suffix)] + suffix
-    new = task_create(user=user, data=data)
+    new = task_create(user=user, data=data, secrets_from=task)
     event_record(task=new, operation="copy", actor=user, message=Sentence(N_("Copied from task #%(id)s."), id=task.pk))
     return new
+
+
+def env_secrets_rotate():
+    """Seal every saved secret env var again with the first of the configured keys (after a new key was put first
+    in ``ENV_SECRET_KEYS``): ``(tasks changed, tasks whose secrets no key opens)``. Each task in its own
+    transaction, its row locked: an edit meanwhile is neither lost nor overwritten."""
+    changed, unreadable = 0, []
+    for pk in Task.objects.order_by("pk").values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            task = Task.objects.select_for_update(of=("self",)).only("pk", "env").get(pk=pk)
+            if not any(is_secret(item) for item in task.env):
+                continue
+            try:
+                task.env = env_reseal(task.env)
+            except SecretUnreadable:
+                unreadable.append(pk)
+                continue
+            Task.objects.filter(pk=pk).update(env=task.env)
+            changed += 1
+    return changed, unreadable
 
 
 def run_config(task):

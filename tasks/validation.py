@@ -143,7 +143,8 @@ def check_image(image, registries=None):
 
 
 def check_env(env, memory_bytes=None):
-    """Names, duplicates and SHM_SIZE; ``memory_bytes`` is one instance's memory, when known."""
+    """Names, duplicates, secrets and SHM_SIZE, on resolved items (``tasks.secrets.env_resolve``);
+    ``memory_bytes`` is one instance's memory, when known."""
     if not isinstance(env, list) or any(not isinstance(item, dict) for item in env):
         return [_("Environment variables must be a list of {name, value} pairs.")]
     errors, seen = [], set()
@@ -172,7 +173,22 @@ def check_env(env, memory_bytes=None):
         if name in seen:
             errors.append(_("The environment variable %(name)s is given more than once.") % {"name": name})
         seen.add(name)
-        if value is not None and not isinstance(value, str):
+        if "secret" in item and not isinstance(item["secret"], bool):
+            errors.append(_("Whether %(name)s is secret must be true or false.") % {"name": name})
+        elif item.get("secret") and name == "SHM_SIZE":
+            errors.append(_("SHM_SIZE sizes /dev/shm and is read by the platform: it cannot be secret."))
+        elif item.get("unreadable"):
+            errors.append(
+                _("The saved value of the secret %(name)s can no longer be read (its key changed): enter it again.")
+                % {"name": name}
+            )
+        elif item.get("unmarked"):
+            errors.append(
+                _("%(name)s is saved as a secret: enter its value to make it plain, or keep it secret.") % {"name": name}
+            )
+        elif item.get("secret") and not value:
+            errors.append(_("The secret %(name)s needs a value: none is saved to keep.") % {"name": name})
+        elif value is not None and not isinstance(value, str):
             errors.append(_("The value of %(name)s must be text.") % {"name": name})
         elif check_text(value):
             errors.append(_("The value of %(name)s must not contain NUL characters (\\x00).") % {"name": name})

@@ -26,6 +26,7 @@ from evaluations.models import MAX_CONCURRENCY, MAX_REQUESTS, MAX_TOKENS, Evalua
 from evaluations.services import PARAMETER_FIELDS
 from observability.models import Webhook
 from tasks.models import TaskType
+from tasks.secrets import is_secret
 from tasks.services import CONFIG_FIELDS
 
 
@@ -63,17 +64,30 @@ class PageTemplateWidget(forms.Widget):
 
 
 class EnvRowsWidget(PageTemplateWidget):
-    """Rows ``env-<i>-name`` / ``env-<i>-value``; the browser adds and removes them."""
+    """Rows ``env-<i>-name`` / ``env-<i>-value`` / ``env-<i>-secret``; the browser adds and removes them.
+
+    A secret's value is never written into the page (as Django's ``PasswordInput``): its row says whether a
+    saved value is kept when left blank (``saved_secrets``: the names the edited or copied task holds).
+    """
 
     template_name = "portal/widgets/env_rows.html"
+    saved_secrets = frozenset()
 
     def format_value(self, value):
-        return list(value or [])
+        return [
+            {"name": row.get("name", ""), "value": "", "secret": True, "saved": row.get("name") in self.saved_secrets}
+            if is_secret(row) else {"name": row.get("name", ""), "value": row.get("value", ""), "secret": False}
+            for row in value or [] if isinstance(row, dict)
+        ]
 
     def value_from_datadict(self, data, files, name):
-        pattern = re.compile(rf"^{re.escape(name)}-(\d+)-(?:name|value)$")
+        pattern = re.compile(rf"^{re.escape(name)}-(\d+)-(?:name|value|secret)$")
         indexes = sorted({int(m[1]) for key in data if (m := pattern.match(key))})
-        return [{"name": data.get(f"{name}-{i}-name", ""), "value": data.get(f"{name}-{i}-value", "")} for i in indexes]
+        return [
+            {"name": data.get(f"{name}-{i}-name", ""), "value": data.get(f"{name}-{i}-value", ""),
+             "secret": f"{name}-{i}-secret" in data}
+            for i in indexes
+        ]
 
     def value_omitted_from_data(self, data, files, name):
         return False
@@ -83,7 +97,12 @@ class EnvField(forms.Field):
     widget = EnvRowsWidget
 
     def to_python(self, value):
-        rows = [{"name": str(r.get("name", "")).strip(), "value": str(r.get("value", "")).strip()} for r in value or []]
+        rows = [
+            {"name": str(r.get("name", "")).strip(), "secret": bool(r.get("secret")),
+             # A secret is taken as typed (a password may end in a space); a blank one keeps the saved value.
+             "value": str(r.get("value", "")) if r.get("secret") else str(r.get("value", "")).strip()}
+            for r in value or []
+        ]
         # A row left entirely blank is an unused row, not an input; so is the SHM_SIZE row the create form
         # suggests, left without a value (SHM_SIZE is optional: a single-GPU task rarely needs it).
         return [r for r in rows if r["value"] or (r["name"] and r["name"] != "SHM_SIZE")]
@@ -189,6 +208,9 @@ class TaskForm(forms.Form):
         self.fields["virtual_cluster"].queryset = VirtualCluster.objects.usable_by(user)
         self.fields["priority_class"].queryset = PriorityClass.objects.usable_by(user)
         self.fields["mounts"].widget.storages = list(Storage.objects.mountable_by(user))
+        self.fields["env"].widget.saved_secrets = frozenset(
+            row.get("name") for row in self.initial.get("env") or () if is_secret(row)
+        )
         for name in locked:
             self.fields[name].disabled = True
         # The VC's free GPUs and SKU bundle follow the choice (and the SKU count, for the SHM_SIZE hint).

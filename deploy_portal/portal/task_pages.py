@@ -24,6 +24,7 @@ from tasks.access import allowed_actions, check_action
 from tasks.exceptions import OperationRefused
 from tasks.filtersets import TaskFilterSet
 from tasks.models import Task, TaskInstance
+from tasks.secrets import env_public
 from tasks.states import HOLDING, Action, Status
 
 from .forms import TaskForm
@@ -183,7 +184,7 @@ def _task_region(request, task):
 def task_detail(request, pk):
     task = visible_task(request, pk)
     live = live_region(request, **_task_region(request, task))[1]
-    config = services.task_config(task)
+    config = {**services.task_config(task), "env": env_public(task.env)}
     return render(request, "portal/task_detail.html", {"task": task, "tab": "details", "live": live, "config": config})
 
 

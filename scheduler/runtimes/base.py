@@ -13,7 +13,9 @@ timeouts, connection refused) raise ``TransientRuntimeError``; anything else is 
 import abc
 from dataclasses import dataclass
 
+from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus
+from tasks.secrets import SecretUnreadable, env_open
 
 from .logs import archive_instance_log
 
@@ -31,6 +33,18 @@ class RuntimeFailure(Exception):
 
 class TransientRuntimeError(Exception):
     """A runtime call failed in a way that may pass (API 5xx, timeout, connection refused)."""
+
+
+def task_env(task):
+    """The task's env as its workloads get it, secrets opened (``tasks.secrets.env_open``):
+    ``[(name, value, secret)]``. A secret no configured key opens fails the deploy, saying what to do."""
+    try:
+        return env_open(task.env)
+    except SecretUnreadable as exc:
+        raise RuntimeFailure(
+            Sentence(N_("A secret environment variable can no longer be read (its key changed): edit the task "
+                        "and enter it again."))
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -61,13 +75,14 @@ class InstanceObservation:
 class Workload:
     """A workload the runtime runs, as labelled by us: which task and which instance row it serves.
 
-    ``instance_id`` is None for what serves the run as a whole (a Kubernetes Service).
+    ``instance_id`` is None for what serves the run as a whole (a Kubernetes Service, the run's Secret).
     """
 
     task_id: int
     instance_id: int | None
     handle: str
     run_id: int | None = None
+    kind: str = ""  # the runtime's word for it, where it has several (Kubernetes: Pod, Service, Secret)
 
 
 class Runtime(abc.ABC):

@@ -86,6 +86,12 @@
 
   document.addEventListener("change", (event) => {
     if (event.target.matches("[data-submit-on-change]")) event.target.form.submit();
+    if (event.target.matches("[data-secret-toggle]")) {
+      // A secret is typed unseen; the server never sends one back.
+      const value = event.target.closest("tr").querySelector("input[name$='-value']");
+      value.type = event.target.checked ? "password" : "text";
+      value.autocomplete = event.target.checked ? "new-password" : "off";
+    }
     if (event.target.matches("[data-mount-toggle]") && event.target.checked) {
       const path = event.target.closest(".mount-row").querySelector("input[name$='-path']");
       if (!path.value) path.value = path.placeholder;

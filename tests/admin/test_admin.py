@@ -146,6 +146,37 @@ def test_admin_edit_uses_the_shared_validation(world, manager_client):
     assert task.events.get(operation="edit").actor.is_staff  # recorded as the manager's edit
 
 
+def test_admin_edit_keeps_a_secret_env_var_sealed_and_never_shows_it(world, manager_client):
+    import json
+
+    from tasks.secrets import env_open, env_seal
+
+    token = "hf_s3cr3t-value-that-must-never-show"
+    task = TaskFactory(
+        project=world.project, virtual_cluster=world.vc, owner=world.member,
+        env=env_seal([{"name": "HF_TOKEN", "value": token, "secret": True}]),
+    )
+    url = reverse("admin:tasks_task_change", args=[task.pk])
+    page = manager_client.get(url)
+    assert token not in page.content.decode()
+    form = page.context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields}
+    data.update({"env": json.dumps(task.env), "command": "[]", "args": "[]", "virtual_cluster": world.vc.pk,
+                 "description": "edited in admin", "external_port": ""})
+    for prefix in ("mounts", "instances", "events"):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    data = {k: ("" if v is None else v) for k, v in data.items()}
+    response = manager_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    task.refresh_from_db()
+    assert task.description == "edited in admin" and env_open(task.env) == [("HF_TOKEN", token, True)]
+    # A secret typed into the JSON is sealed on save, never stored as given.
+    data["env"] = json.dumps([{"name": "HF_TOKEN", "value": "typed", "secret": True}])
+    assert manager_client.post(url, data).status_code == 302
+    task.refresh_from_db()
+    assert "typed" not in json.dumps(task.env) and env_open(task.env) == [("HF_TOKEN", "typed", True)]
+
+
 def test_admin_edit_of_a_task_that_started_meanwhile_saves_nothing(world, manager_client):
     task = TaskFactory(project=world.project, virtual_cluster=world.vc, owner=world.member)
     url = reverse("admin:tasks_task_change", args=[task.pk])

@@ -44,7 +44,7 @@ def test_create_answers_the_task_as_spec_reads_it(world, member_api):
     assert set(task) == TASK_FIELDS
     assert task["status"] == "not_deployed" and task["status_display"] == "Not deployed"
     assert task["owner"] == "alice" and task["project"] == world.project.pk
-    assert task["env"] == [{"name": "SHM_SIZE", "value": "60G"}]
+    assert task["env"] == [{"name": "SHM_SIZE", "value": "60G", "secret": False}]
     assert task["mounts"] == [{"storage": world.storage.pk, "mount_path": "/models"}]
     assert task["command"] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
     assert task["endpoint"] is None and task["queue_position"] is None

@@ -18,7 +18,7 @@ def test_rbac_manifests_validate(document):
 def test_role_grants_what_the_runtime_does():
     role = next(d for d in DOCUMENTS if d["kind"] == "Role")
     granted = {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
-    for resource in ("pods", "services"):
+    for resource in ("pods", "services", "secrets"):  # secrets: the runs' secret env vars
         for verb in ("get", "list", "create", "delete"):
             assert (resource, verb) in granted
     assert ("pods/log", "get") in granted and ("events", "list") in granted

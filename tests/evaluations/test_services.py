@@ -33,7 +33,7 @@ def test_create_records_the_run_and_enqueues_it_after_commit(world, enqueued, dj
     assert evaluation.endpoint == "http://127.0.0.1:31999"
     assert evaluation.task_config == {
         "image": task.image, "sku_count": 1, "replicas": 1, "gpu_type": "NVIDIA-H100",
-        "env": [{"name": "SHM_SIZE", "value": "8G"}],
+        "env": [{"name": "SHM_SIZE", "value": "8G", "secret": False}],
     }
 
 

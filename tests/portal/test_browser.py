@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from scheduler.runtimes.local.isolation import demo_python
 from scheduler.services import task_start
 from tasks.models import Task
+from tasks.secrets import env_open
 from tasks.services import task_create
 from tasks.states import Status
 from tests.factories import (
@@ -73,11 +74,21 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
     expect(page.locator(".env-row")).to_have_count(2)
     page.locator(".env-row").nth(1).locator("[data-remove-row]").click()
     expect(page.locator(".env-row")).to_have_count(1)
+    # A secret is typed unseen once its box is ticked, and shown as •••• once saved.
+    page.click("[data-add-row]")
+    secret_row = page.locator(".env-row").nth(1)
+    secret_row.locator("input[name$='-name']").fill("HF_TOKEN")
+    secret_row.locator("[data-secret-toggle]").check()
+    expect(secret_row.locator("input[name$='-value']")).to_have_attribute("type", "password")
+    secret_row.locator("input[name$='-value']").fill("hf_from_the_browser")
 
     page.fill("#id_image", "registry.example.com/llm/demo:1")
     page.get_by_role("button", name="Create", exact=True).click()
     expect(_badge(page)).to_have_attribute("data-status", "not_deployed")
     task = Task.objects.get(name="qwen-demo")
+    expect(page.locator("[data-secret=HF_TOKEN]")).to_be_visible()
+    assert "hf_from_the_browser" not in page.content()
+    assert ("HF_TOKEN", "hf_from_the_browser", True) in env_open(task.env)
 
     # A second window on the list: its rows and the queue status follow by themselves.
     watcher = log_in(browser_context(), world.member.username)
@@ -128,10 +139,15 @@ def test_a_developer_creates_starts_watches_reads_copies_and_stops(browser_conte
     expect(page.locator("#id_project")).to_be_disabled()
     expect(page.locator("#id_task_type")).to_be_disabled()
     expect(page.locator("#id_image")).to_have_value("registry.example.com/llm/demo:1")
+    expect(page.locator("input[type=password][name$='-value']")).to_have_attribute(
+        "placeholder", "Saved: leave blank to keep it"
+    )
     page.fill("#id_name", "qwen-demo-copy")
     page.get_by_role("button", name="Create", exact=True).click()
     expect(_badge(page)).to_have_attribute("data-status", "not_deployed")
-    assert Task.objects.get(name="qwen-demo-copy").project == world.project
+    copy = Task.objects.get(name="qwen-demo-copy")
+    assert copy.project == world.project
+    assert ("HF_TOKEN", "hf_from_the_browser", True) in env_open(copy.env)  # left blank: kept
 
     # Stop, after confirming.
     page.goto(f"/tasks/{task.pk}/")

@@ -83,7 +83,7 @@ class KubeMock:
 
         async def serve():
             async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-                for resource in ("v1/pods", "v1/services", "v1/events", "v1/nodes"):
+                for resource in ("v1/pods", "v1/services", "v1/secrets", "v1/events", "v1/nodes"):
                     emulator.resources[resource] = {}
                 self.emulator, self.url = emulator, str(server.url).rstrip("/")
                 self._stop = asyncio.Event()

@@ -14,6 +14,7 @@ import pytest
 from deploy_portal.messages import render
 from scheduler import jobs
 from tasks.models import InstanceStatus, Task
+from tasks.secrets import env_seal
 from tasks.states import Status
 
 pytestmark = [
@@ -109,3 +110,20 @@ def test_an_image_that_cannot_be_pulled_fails_fast(cluster, on_gpu_node):
     finally:
         Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # teardown follows a task holding nothing
         runtime.teardown(task.current_run)
+
+
+def test_a_secret_env_var_reaches_the_container_through_the_runs_secret(cluster, on_gpu_node):
+    runtime, _ = cluster
+    env = env_seal([{"name": "SHM_SIZE", "value": "1Gi"}, {"name": "HF_TOKEN", "value": "hf_cluster", "secret": True}])
+    task = on_gpu_node(
+        expose_port=False, env=env, command=["sh", "-c", 'echo "token=$HF_TOKEN"; exec python -m http.server 8000'],
+    )
+    try:
+        runtime.apply(task.current_run)
+        assert eventually(lambda: jobs.observe_task(task.pk) == Status.RUNNING, 300)
+        assert "token=hf_cluster" in runtime.read_log(task.instances.get(), tail=10)
+    finally:
+        Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)
+        runtime.teardown(task.current_run)
+    # The run's Secret goes with its pods.
+    assert eventually(lambda: not [w for w in runtime.workloads() if w.task_id == task.pk], 120)

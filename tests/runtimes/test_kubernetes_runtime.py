@@ -14,6 +14,7 @@ from deploy_portal.messages import render
 from scheduler import jobs
 from scheduler.runtimes.base import RuntimeFailure, TransientRuntimeError
 from tasks.models import InstanceStatus, Task, TaskMount
+from tasks.secrets import env_seal
 from tasks.services import bulk_current_runs
 from tasks.states import Status
 from tests.factories import StorageFactory
@@ -236,6 +237,43 @@ def test_teardown_removes_everything_and_replays(kube, kube_runtime, task):
     kube_runtime.teardown(task.current_run)
     assert kube.objects("pods") == {} and kube.objects("services") == {}
     kube_runtime.teardown(task.current_run)  # 404s are success
+
+
+def test_secret_env_vars_reach_the_pods_through_the_runs_secret_never_as_plain_env(kube, kube_runtime, task):
+    token = "hf_s3cr3t-value-that-must-never-show"
+    task.env = task.env + env_seal([{"name": "HF_TOKEN", "value": token, "secret": True}])
+    task.save()
+    run = task.current_run
+    kube_runtime.apply(run)
+    kube_runtime.apply(run)  # replayed: the Secret exists already (409) and is kept
+    secret_name = f"dp-run-{run.pk}-env"
+    (secret,) = kube.objects("secrets").values()
+    assert secret["metadata"]["name"] == secret_name and secret["immutable"] is True
+    assert secret["stringData"] == {"HF_TOKEN": token}
+    assert secret["metadata"]["labels"]["deploy-portal/run-id"] == str(run.pk)
+    for pod in kube.objects("pods").values():
+        env = pod["spec"]["containers"][0]["env"]
+        assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "HF_TOKEN"}}} in env
+        assert {"name": "HF_HOME", "value": "/models"} in env
+    posted = kube.requests("post")
+    assert [body.data["kind"] for body in posted][:2] == ["Service", "Secret"]  # the Secret before the pods
+    for request in posted:
+        kubernetes_validate.validate(request.data, "1.37.0", strict=True)
+        if request.data["kind"] != "Secret":
+            assert token not in str(request.data)
+    Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)
+    kube_runtime.teardown(run)
+    assert kube.objects("secrets") == {} and kube.objects("pods") == {}
+
+
+def test_reconcile_removes_the_secret_of_a_run_that_no_longer_holds_gpus(kube, kube_runtime, task):
+    task.env = env_seal([{"name": "HF_TOKEN", "value": "x", "secret": True}])
+    task.save()
+    kube_runtime.apply(task.current_run)
+    Task.objects.filter(pk=task.pk).update(status=Status.STOPPED)  # its teardown never ran
+    done = jobs.reconcile()
+    assert f"dp-run-{task.current_run_id}-env" in done["removed"]
+    assert kube.objects("secrets") == {} and kube.objects("pods") == {} and kube.objects("services") == {}
 
 
 def test_a_late_teardown_of_an_earlier_run_spares_the_run_started_since(kube, kube_runtime, task):

@@ -12,6 +12,7 @@ from scheduler.runtimes.local.isolation import demo_python
 from scheduler.runtimes.local.records import RecordStore, group_members, is_alive, process_start_time
 from scheduler.runtimes.local.runtime import LocalRuntime, read_last_lines
 from tasks.models import InstanceStatus
+from tasks.secrets import env_seal
 from tests.live import free_port, wait_until
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ PYTHON = demo_python()  # an interpreter the instance user (when the tests run a
 # Listens on $PORT after printing its environment; a tiny stand-in for a model server.
 SERVER = textwrap.dedent("""
     import json, os, socket, sys
-    print(json.dumps({k: os.environ.get(k) for k in ("PORT", "CUDA_VISIBLE_DEVICES", "MODEL", "SECRET_KEY")}), flush=True)
+    print(json.dumps({k: os.environ.get(k) for k in ("PORT", "CUDA_VISIBLE_DEVICES", "MODEL", "HF_TOKEN", "SECRET_KEY")}), flush=True)
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()
     print("listening", flush=True)
@@ -51,7 +52,7 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
         replicas=2,
         sku_count=2,
         command=[PYTHON, "-c", SERVER],
-        env=[{"name": "MODEL", "value": "qwen"}],
+        env=env_seal([{"name": "MODEL", "value": "qwen"}, {"name": "HF_TOKEN", "value": "hf_x", "secret": True}]),
         endpoint_port=port,
         nodes=[world.nodes[0]] * 2,
     )
@@ -59,7 +60,8 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
     observations = observe_until(runtime, task, InstanceStatus.READY)
     assert [o.index for o in observations] == [0, 1]
     first, second = (json.loads(runtime.read_log(i).splitlines()[0]) for i in task.instances.order_by("index"))
-    assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "SECRET_KEY": None}
+    # A secret env var reaches the process opened; the worker's own secrets do not.
+    assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "HF_TOKEN": "hf_x", "SECRET_KEY": None}
     assert second["CUDA_VISIBLE_DEVICES"] == "2,3" and second["PORT"] != str(port)
     low, high = settings.NODEPORT_RANGE
     assert low <= int(second["PORT"]) <= high  # a spare port from the top of the range

@@ -9,7 +9,9 @@ from scheduler.runtimes.kubernetes.manifests import (
     TASK_LABEL,
     InstanceSpec,
     MountSpec,
+    SecretSpec,
     ServiceSpec,
+    make_env_secret,
     make_pod,
     make_service,
     shm_quantity,
@@ -73,6 +75,20 @@ def test_pod_is_valid_against_the_schema(version, overrides):
 def test_service_is_valid_against_the_schema(version):
     service = make_service(ServiceSpec(task_id=7, run_id=3, container_port=8000, node_port=30123), namespace="deploy-portal")
     kubernetes_validate.validate(service, version, strict=True)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_a_secret_env_var_is_a_secret_key_ref_and_the_runs_secret_is_valid(version):
+    pod = make_pod(spec(env=(("HF_HOME", "/models"), ("HF_TOKEN", None)), env_secret="dp-run-3-env"), namespace="dp")
+    assert container(pod)["env"] == [
+        {"name": "HF_HOME", "value": "/models"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "dp-run-3-env", "key": "HF_TOKEN"}}},
+    ]
+    secret = make_env_secret(SecretSpec(task_id=7, run_id=3, data=(("HF_TOKEN", "hf_x"),)), namespace="dp")
+    assert secret["metadata"]["name"] == "dp-run-3-env" and secret["stringData"] == {"HF_TOKEN": "hf_x"}
+    assert secret["metadata"]["labels"][TASK_LABEL] == "7" and secret["immutable"] is True
+    for manifest in (pod, secret):
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 def test_an_invalid_manifest_is_caught_by_the_validation():

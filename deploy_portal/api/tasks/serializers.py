@@ -12,6 +12,7 @@ from rest_framework import serializers
 from clusters.models import PriorityClass, Project, Storage, VirtualCluster
 from tasks.access import allowed_actions
 from tasks.models import InstanceStatus, RunOutcome, TaskEvent, TaskInstance, TaskRun, TaskType
+from tasks.secrets import env_item_public
 from tasks.states import Action, Status
 from tasks.validation import NOT_GRANTED
 
@@ -34,8 +35,21 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
 
 class EnvVarSerializer(PlannedRepresentation, serializers.Serializer):
+    """One variable; a secret's value is write-only (``tasks.secrets``): answered as ``MASK``."""
+
     name = TextField(allow_blank=True, trim_whitespace=False)
-    value = TextField(allow_blank=True, trim_whitespace=False, default="")
+    value = TextField(
+        allow_blank=True, trim_whitespace=False, default="",
+        help_text=_("A secret's value is answered as “••••”; sent as “••••”, empty or left out, the saved value is "
+                    "kept."),
+    )
+    secret = serializers.BooleanField(
+        default=False,
+        help_text=_("Write-only value, stored encrypted, given to the containers through a Kubernetes Secret."),
+    )
+
+    def to_representation(self, instance):
+        return super().to_representation(env_item_public(instance))
 
 
 class MountSerializer(PlannedRepresentation, serializers.Serializer):

@@ -50,7 +50,9 @@ CREATE_EXAMPLE = OpenApiExample(
     value={
         "name": "qwen-7b", "project": 1, "task_type": "inference", "image": "registry.example.com/llm/vllm:0.6.0",
         "virtual_cluster": 1, "sku_count": 2, "replicas": 1, "expose_port": True, "container_port": 8000,
-        "external_port": None, "description": "", "env": [{"name": "SHM_SIZE", "value": "60G"}],
+        "external_port": None, "description": "", "env": [
+            {"name": "SHM_SIZE", "value": "60G"}, {"name": "HF_TOKEN", "value": "hf_…", "secret": True},
+        ],
         "mounts": [{"storage": 1, "mount_path": "/models"}], "command": [], "args": ["--model", "/models/qwen-7b"],
     },
 )

@@ -17,9 +17,8 @@ from scheduler.force_start import task_force_start_preview
 from scheduler.services import perform
 from tasks.exceptions import OperationRefused
 from tasks.models import Task, TaskEvent, TaskInstance, TaskMount
-from tasks.services import CONFIG_FIELDS, task_config, task_delete, task_update
+from tasks.services import CONFIG_FIELDS, task_delete, task_update, task_update_check
 from tasks.states import OPERATIONS, Action, state_allows
-from tasks.validation import validate_task_config
 
 
 class TaskAdminForm(forms.ModelForm):
@@ -31,9 +30,9 @@ class TaskAdminForm(forms.ModelForm):
         cleaned = super().clean()
         task = self.instance
         if task.pk and not self.errors:
-            data = {**task_config(task), **{f: cleaned[f] for f in CONFIG_FIELDS if f in cleaned}}
+            data = {f: cleaned[f] for f in CONFIG_FIELDS if f in cleaned}
             try:
-                validate_task_config(user=task.owner, data=data, task=task)
+                task_update_check(task=task, user=task.owner, data=data)
             except ValidationError as error:
                 for field, field_errors in error.message_dict.items():
                     self.add_error(field if field in self.fields else None, field_errors)

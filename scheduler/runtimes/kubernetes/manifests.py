@@ -42,7 +42,8 @@ class InstanceSpec:
     gpus: int
     cpus: int
     memory_gib: int
-    env: tuple = ()  # (name, value) pairs
+    env: tuple = ()  # (name, value) pairs; value None: the key ``name`` of the run's Secret ``env_secret``
+    env_secret: str = ""
     command: tuple = ()
     args: tuple = ()
     container_port: int | None = None
@@ -52,6 +53,15 @@ class InstanceSpec:
     termination_grace_seconds: int = 30
     labels: dict = field(default_factory=dict)
     run_as_non_root: bool = False  # the VC's setting: images differ
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """The run's secret environment variables: one Secret per run, read by its pods through ``secretKeyRef``."""
+
+    task_id: int
+    run_id: int
+    data: tuple = ()  # (name, value) pairs
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,12 @@ def pod_name(task_id, index):
 
 def service_name(task_id):
     return f"dp-task-{task_id}"
+
+
+def env_secret_name(run_id):
+    """Per run, not per task like the pods: a run's Secret never changes, and a new run's pods never read an
+    earlier run's values."""
+    return f"dp-run-{run_id}-env"
 
 
 def task_selector(task_id):
@@ -120,7 +136,11 @@ def make_pod(spec: InstanceSpec, *, namespace):
         "name": CONTAINER,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": name, "value": value} for name, value in spec.env],
+        "env": [
+            {"name": name, "value": value} if value is not None
+            else {"name": name, "valueFrom": {"secretKeyRef": {"name": spec.env_secret, "key": name}}}
+            for name, value in spec.env
+        ],
         # GPUs, CPU and memory are all requested and limited: the pod gets Guaranteed QoS.
         "resources": {"limits": dict(resources), "requests": dict(resources)},
         "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
@@ -175,6 +195,23 @@ def make_pod(spec: InstanceSpec, *, namespace):
             "labels": instance_labels(spec),
         },
         "spec": pod_spec,
+    }
+
+
+def make_env_secret(spec: SecretSpec, *, namespace):
+    """The run's Secret: immutable (a run's configuration does not change), labelled with its task and run, so a
+    teardown, or reconcile once the run is over, removes it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": env_secret_name(spec.run_id),
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGER, TASK_LABEL: str(spec.task_id), RUN_LABEL: str(spec.run_id)},
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": dict(spec.data),
     }
 
 

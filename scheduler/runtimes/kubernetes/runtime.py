@@ -1,13 +1,14 @@
 """The Kubernetes runtime, through the official client.
 
 Promises:
-- ``apply`` creates, per instance, a pod bound to its machine (``manifests.make_pod``) and, when
-  the task exposes its port, a NodePort Service on ``endpoint_port``. Creation is idempotent: a
+- ``apply`` creates, per instance, a pod bound to its machine (``manifests.make_pod``), when the
+  task exposes its port a NodePort Service on ``endpoint_port``, and when it has secret env vars the
+  run's immutable Secret, which the pods read through ``secretKeyRef`` (never as plain pod env). Creation is idempotent: a
   pod or service that already exists for this very instance row is kept; a stale one (of an
   earlier run of the task) is deleted and created again on a later try.
 - ``observe`` reads the task's pods and, for those not ready, their events, through the failure
   table (``failures.classify_pod``).
-- ``teardown`` deletes the task's pods and service; 404 is success.
+- ``teardown`` deletes the run's pods, Secret and service; 404 is success.
 - Transient API errors (429, 5xx, timeouts, refused connections) are retried with exponential
   back-off; if they persist, ``TransientRuntimeError`` lets the Celery task retry later. A 4xx
   other than 404/409 is permanent (``RuntimeFailure``).
@@ -27,7 +28,7 @@ from kubernetes.client.rest import ApiException
 from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
-from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload
+from ..base import InstanceObservation, Runtime, RuntimeFailure, TransientRuntimeError, Workload, task_env
 from .failures import classify_pod
 from .manifests import (
     CONTAINER,
@@ -39,7 +40,10 @@ from .manifests import (
     TASK_LABEL,
     InstanceSpec,
     MountSpec,
+    SecretSpec,
     ServiceSpec,
+    env_secret_name,
+    make_env_secret,
     make_pod,
     make_service,
     pod_name,
@@ -61,9 +65,11 @@ def load_api_client():
     return client.ApiClient()
 
 
-def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
-    """The plain data ``make_pod`` needs for one instance of ``task``."""
+def instance_spec(task, instance, *, mounts, env=None, image_pull_secrets=()):
+    """The plain data ``make_pod`` needs for one instance of ``task``; ``env`` is ``task_env(task)`` (opened once
+    per apply): the secrets' values stay out of the pod, which reads them from the run's Secret."""
     vc = task.virtual_cluster
+    env = task_env(task) if env is None else env
     return InstanceSpec(
         task_id=task.pk,
         run_id=instance.run_id,
@@ -74,7 +80,8 @@ def instance_spec(task, instance, *, mounts, image_pull_secrets=()):
         gpus=instance.gpu_count,
         cpus=instance.sku_count * vc.sku_cpus,
         memory_gib=instance.sku_count * vc.sku_memory_gib,
-        env=tuple((str(item["name"]), str(item.get("value", ""))) for item in task.env),
+        env=tuple((name, None if secret else value) for name, value, secret in env),
+        env_secret=env_secret_name(instance.run_id) if any(secret for _name, _value, secret in env) else "",
         command=tuple(str(part) for part in task.command),
         args=tuple(str(part) for part in task.args),
         container_port=task.container_port,
@@ -180,7 +187,11 @@ class KubernetesRuntime(Runtime):
                         kind=body["kind"], name=body["metadata"]["name"], reason=_api_reason(exc),
                     )
                 ) from exc
-        read = self.core.read_namespaced_pod if body["kind"] == "Pod" else self.core.read_namespaced_service
+        read = {
+            "Pod": self.core.read_namespaced_pod,
+            "Service": self.core.read_namespaced_service,
+            "Secret": self.core.read_namespaced_secret,
+        }[body["kind"]]
         try:
             return self._json(self._call(read, body["metadata"]["name"], self.namespace))
         except ApiException as exc:
@@ -216,10 +227,16 @@ class KubernetesRuntime(Runtime):
             if stale:  # an earlier run's, or its port changed: remove it, a retry creates ours
                 self._delete(self.core.delete_namespaced_service, body["metadata"]["name"])
                 raise TransientRuntimeError(f"stale service {body['metadata']['name']} is being replaced")
+        env = task_env(task)
+        secrets = tuple((name, value) for name, value, secret in env if secret)
+        if secrets:
+            # Before the pods, which read it. Per run and immutable: one that exists already is this run's.
+            body = make_env_secret(SecretSpec(task_id=task.pk, run_id=run.pk, data=secrets), namespace=self.namespace)
+            self._create(self.core.create_namespaced_secret, body)
         mounts = task_mounts(task)
         for instance in run.instances.order_by("index"):
             body = make_pod(
-                instance_spec(task, instance, mounts=mounts, image_pull_secrets=self.image_pull_secrets),
+                instance_spec(task, instance, mounts=mounts, env=env, image_pull_secrets=self.image_pull_secrets),
                 namespace=self.namespace,
             )
             existing = self._create(self.core.create_namespaced_pod, body)
@@ -289,13 +306,14 @@ class KubernetesRuntime(Runtime):
 
     # -- teardown ----------------------------------------------------------------------
     def teardown(self, run):
-        """Remove the run's pods and Service, told by their labels: pod and Service names repeat across runs
-        of a task, and a run started anew meanwhile keeps its own."""
+        """Remove the run's pods, Secret and Service, told by their labels: pod and Service names repeat across
+        runs of a task, and a run started anew meanwhile keeps its own."""
         ours = {str(pk) for pk in run.instances.values_list("pk", flat=True)}
         for pod in self._pods(task_selector(run.task_id), run.task_id):
             labels = _labels(pod)
             if labels.get(INSTANCE_LABEL) in ours or labels.get(RUN_LABEL) == str(run.pk):
                 self._delete(self.core.delete_namespaced_pod, pod["metadata"]["name"])
+        self._delete(self.core.delete_namespaced_secret, env_secret_name(run.pk))  # its name is the run's own
         try:
             service = self._json(self._call(self.core.read_namespaced_service, service_name(run.task_id), self.namespace))
         except ApiException as exc:
@@ -317,19 +335,23 @@ class KubernetesRuntime(Runtime):
                     run_id=_run_id(labels),
                 )
             )
-        services = self._call(self.core.list_namespaced_service, self.namespace, label_selector=SELECTOR)
-        for service in (self._json(s) for s in services.items):
-            if _ours(service):
-                found.append(
-                    Workload(
-                        task_id=int(_labels(service)[TASK_LABEL]), instance_id=None, handle=service["metadata"]["name"],
-                        run_id=_run_id(_labels(service)),
+        for kind, listing in (
+            ("Service", self.core.list_namespaced_service), ("Secret", self.core.list_namespaced_secret),
+        ):
+            for obj in (self._json(o) for o in self._call(listing, self.namespace, label_selector=SELECTOR).items):
+                if _ours(obj):
+                    found.append(
+                        Workload(
+                            task_id=int(_labels(obj)[TASK_LABEL]), instance_id=None, handle=obj["metadata"]["name"],
+                            run_id=_run_id(_labels(obj)), kind=kind,
+                        )
                     )
-                )
         return found
 
     def remove_workload(self, workload):
-        if workload.instance_id is None:
+        if workload.kind == "Secret":
+            self._delete(self.core.delete_namespaced_secret, workload.handle)
+        elif workload.instance_id is None:
             self._delete(self.core.delete_namespaced_service, workload.handle)
         else:
             self._delete(self.core.delete_namespaced_pod, workload.handle)

@@ -34,7 +34,7 @@ from deploy_portal.messages import N_, Sentence
 from tasks.models import InstanceStatus, TaskInstance
 
 from ...ports import held_ports, quarantined_ports
-from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload
+from ..base import InstanceObservation, Runtime, TransientRuntimeError, Workload, task_env
 from ..logs import tail_lines
 from .isolation import demo_python, instance_dir, instance_identity, protect_worker_files, remove_instance_dir
 from .launcher import descendants
@@ -99,7 +99,7 @@ def command_line(task):
 
 def process_env(task, instance, port):
     env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-    env.update({str(item["name"]): str(item.get("value", "")) for item in task.env})
+    env.update({name: value for name, value, _secret in task_env(task)})
     env.update(
         {
             "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in instance.gpu_indices),
