@@ -75,3 +75,12 @@ def test_the_schema_describes_the_secret_flag(member_api):
     schema = member_api.get("/api/v1/schema/?format=json").json()
     env_var = schema["components"]["schemas"]["EnvVar"]["properties"]
     assert env_var["secret"]["type"] == "boolean" and "••••" in env_var["value"]["description"]
+
+
+@pytest.mark.parametrize("secret", [None, [], {}, "maybe", 2], ids=["null", "list", "object", "word", "two"])
+def test_a_secret_flag_that_is_not_a_boolean_answers_400_on_the_field(world, member_api, secret):
+    env = [{"name": "HF_TOKEN", "value": "x", "secret": secret}]
+    response = member_api.post("/api/v1/tasks/", body(world, env=env, command=[], args=[]), format="json")
+    assert response.status_code == 400 and response["Content-Type"].startswith("application/json")
+    assert "secret" in response.json()["env"]["0"]  # the item, by its index
+    assert not Task.objects.exists()
