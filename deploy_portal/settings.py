@@ -62,10 +62,12 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     "deploy_portal.portal",
+    "deploy_portal.gateway",
     "clusters",
     "tasks",
     "scheduler",
     "evaluations",
+    "endpoints",
     "observability",
 ]
 
@@ -273,6 +275,17 @@ TASK_MAX_DESCRIPTION_LENGTH = env.int("TASK_MAX_DESCRIPTION_LENGTH", default=200
 # (rotation: put the new one first, run `manage.py rotate_env_secrets`, then drop the old one). None: a key
 # derived from SECRET_KEY (and SECRET_KEY_FALLBACKS), so changing SECRET_KEY alone makes the secrets unreadable.
 ENV_SECRET_KEYS = env.list("ENV_SECRET_KEYS", default=[])
+# The endpoint gateway (deploy_portal.gateway): where users reach it (blank: no gateway, tasks show their raw
+# endpoint), where run_gateway listens, how often it reads routes and keys, how often it writes usage.
+GATEWAY_URL = env.str("GATEWAY_URL", default="")
+GATEWAY_HOST = env.str("GATEWAY_HOST", default="127.0.0.1")
+GATEWAY_PORT = env.int("GATEWAY_PORT", default=8001)
+GATEWAY_REFRESH_SECONDS = env.float("GATEWAY_REFRESH_SECONDS", default=1.0)
+GATEWAY_FLUSH_SECONDS = env.float("GATEWAY_FLUSH_SECONDS", default=5.0)
+GATEWAY_EJECT_SECONDS = env.float("GATEWAY_EJECT_SECONDS", default=5.0)
+GATEWAY_CONNECT_TIMEOUT_SECONDS = env.float("GATEWAY_CONNECT_TIMEOUT_SECONDS", default=2.0)
+GATEWAY_UPSTREAM_TIMEOUT_SECONDS = env.float("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default=600.0)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=16 * 2**20)
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=200)
 # Who may override an image's command and arguments: "managers" or "everyone". On the local runtime a

@@ -109,6 +109,8 @@ def instances_observed(*, run, observations):
         if row is None:
             continue
         fields = {"status": obs.status, "restarts": obs.restarts, "message": obs.message}
+        if obs.address:
+            fields["address"] = obs.address
         if obs.ready and row.ready_at is None:
             fields["ready_at"] = now
         if obs.status in (InstanceStatus.FAILED, InstanceStatus.TERMINATED) and row.finished_at is None:

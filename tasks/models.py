@@ -40,6 +40,10 @@ class Task(models.Model):
     # The class's value when the task joined its queue (as Kubernetes resolves a pod's priority at admission).
     priority = models.IntegerField(_("priority"), default=0, editable=False)
     description = models.TextField(_("description"), blank=True)
+    public_endpoint = models.BooleanField(
+        _("public endpoint"), default=False,
+        help_text=_("The gateway answers anyone who can reach it, without an API key. Only the owner sets it."),
+    )
     env = models.JSONField(_("environment variables"), default=list, blank=True)
     command = models.JSONField(_("command"), default=list, blank=True)
     args = models.JSONField(_("arguments"), default=list, blank=True)
@@ -218,6 +222,8 @@ class TaskInstance(models.Model):
     handle = models.CharField(_("runtime handle"), max_length=255, blank=True)
     # The port it listens on, when the runtime picked one of its own (the local runtime's instances 1…).
     port = models.PositiveIntegerField(_("port"), null=True, blank=True)
+    # Where the gateway reaches it (host:port), as the runtime last saw it: 127.0.0.1:<port>, a pod's IP.
+    address = models.CharField(_("address"), max_length=300, blank=True)
     message = SentenceField(_("message"))
     log_archive = models.TextField(_("archived log"), blank=True)
     log_archived = models.BooleanField(_("log archived"), default=False)

@@ -23,7 +23,7 @@ from .validation import NAME_MAX_LENGTH, clean_mount_path, validate_task_config
 
 CONFIG_FIELDS = (
     "name", "project", "task_type", "image", "virtual_cluster", "sku_count", "replicas", "expose_port",
-    "container_port", "external_port", "description", "env", "command", "args", "priority_class",
+    "container_port", "external_port", "description", "env", "command", "args", "priority_class", "public_endpoint",
 )
 # Fixed at creation: a copy keeps them.
 FIXED_ON_COPY = ("task_type", "project")
@@ -52,6 +52,7 @@ def _normalise(data, saved_env=()):
     data["image"] = str(data.get("image") or "").strip()
     data.setdefault("description", "")
     data["description"] = data["description"] or ""
+    data["public_endpoint"] = data.get("public_endpoint", False)
     return data
 
 

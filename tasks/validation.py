@@ -290,6 +290,14 @@ def validate_task_config(*, user, data, task=None):
         _("The description must be at most %(max)s characters (it has %(length)s)."),
     ))
 
+    public = data.get("public_endpoint", False)
+    if not isinstance(public, bool):
+        add("public_endpoint", [_("Must be true or false.")])
+    elif public and not (task.public_endpoint if task is not None else False):
+        owner = task.owner_id if task is not None else user.pk
+        if owner != user.pk and not is_manager(user):
+            add("public_endpoint", [_("Only the task's owner makes its endpoint public.")])
+
     project = data.get("project")
     if project is None:
         add("project", [_("Choose a project.")])

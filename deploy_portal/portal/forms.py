@@ -190,6 +190,10 @@ class TaskForm(forms.Form):
         label=_("External port"), required=False, help_text=_("Leave blank to let the system pick a free one."),
     )
     description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    public_endpoint = forms.BooleanField(
+        label=_("Public endpoint"), required=False,
+        help_text=_("The gateway answers anyone who can reach it, without an API key."),
+    )
     env = EnvField(label=_("Environment variables"), required=False)
     mounts = MountsField(label=_("Storage"), required=False)
     command = ShellWordsField(

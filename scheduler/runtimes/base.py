@@ -61,6 +61,7 @@ class InstanceObservation:
     restarts: int = 0
     message: object = ""  # a deploy_portal.messages.Sentence, or plain text
     exists: bool = True
+    address: str = ""  # host:port where it answers (the gateway's upstream), when the runtime knows it
 
     @property
     def ready(self):

@@ -86,6 +86,9 @@ class TaskSerializer(PlannedRepresentation, serializers.Serializer):
         allow_null=True, default=None, help_text=_("Leave blank to let the system pick a free one.")
     )
     description = TextField(allow_blank=True, default="")
+    public_endpoint = serializers.BooleanField(
+        default=False, help_text=_("The gateway answers anyone, without an API key. Only the owner sets it."),
+    )
     env = EnvVarSerializer(many=True, default=list)
     mounts = MountSerializer(many=True, default=list)
     command = serializers.ListField(child=TextField(allow_blank=True, trim_whitespace=False), default=list)

@@ -15,6 +15,7 @@ Promises:
 - Configuration comes from the in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``.
 """
 
+import dataclasses
 import io
 import json
 import logging
@@ -301,6 +302,12 @@ class KubernetesRuntime(Runtime):
             if not observation.ready:  # events tell why (pull errors, scheduling, mounts)
                 events = self._events(pod["metadata"]["name"])
                 observation = classify_pod(pod, events, now=now, unschedulable_grace=self.unschedulable_grace)
+            pod_ip = (pod.get("status") or {}).get("podIP")
+            if observation.ready and pod_ip and task.container_port:
+                # The gateway reaches the pod itself (its IP and container port), not the NodePort: it balances
+                # over the run's ready pods on its own, and a NetworkPolicy can then admit the gateway alone.
+                host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+                observation = dataclasses.replace(observation, address=f"{host}:{task.container_port}")
             observations.append(observation)
         return observations
 

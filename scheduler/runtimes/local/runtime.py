@@ -231,7 +231,9 @@ class LocalRuntime(Runtime):
             )
         if is_alive(record):
             if port_open(record.port):
-                return InstanceObservation(index=instance.index, status=InstanceStatus.READY)
+                return InstanceObservation(
+                    index=instance.index, status=InstanceStatus.READY, address=f"127.0.0.1:{record.port}",
+                )
             return InstanceObservation(
                 index=instance.index,
                 status=InstanceStatus.STARTING,
