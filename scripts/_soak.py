@@ -80,6 +80,7 @@ class Soak:
             "DEPLOY_VAR_DIR": str(self.var),
             "DATABASE_URL": f"sqlite:///{self.var / 'db.sqlite3'}",
             "PORTAL_ADDR": f"127.0.0.1:{args.port}",
+            "GATEWAY_ADDR": f"127.0.0.1:{args.port + 1}",
             "NODEPORT_RANGE": args.nodeports,
             "LOCAL_GPU_COUNT": str(args.gpus),
             "LOCAL_RUNTIME_DIR": str(self.runtime_dir),

@@ -12,11 +12,12 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from . import clusters, evaluations, health, queue, quotas, usage
+from . import api_keys, clusters, evaluations, health, queue, quotas, usage
 from .auth import ObtainTokenView
 from .tasks import views as tasks
 
 router = SimpleRouter()
+api_keys.register(router)
 clusters.register(router)
 quotas.register(router)
 tasks.register(router)
@@ -36,7 +37,7 @@ class ApiIndex(APIView):
 INDEX = {
     "tasks": "task-list", "projects": "project-list",
     "virtual_clusters": "virtual-cluster-list", "storages": "storage-list", "queue": "queue",
-    "token": "api-token", "schema": "api-schema", "docs": "api-docs", "health": "health",
+    "token": "api-token", "api_keys": "api-key-list", "schema": "api-schema", "docs": "api-docs", "health": "health",
 }
 
 urlpatterns = [

@@ -20,6 +20,7 @@ an OpenAI client shows it as it shows its own.
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -294,6 +295,8 @@ class _Relay(StreamingResponse):
 
 
 def make_app(**options):
+    # httpx says every request at INFO: a line per call would be the gateway's log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     gateway = Gateway(**options)
     routes = [
         Route("/healthz", gateway.healthz, methods=["GET"]),

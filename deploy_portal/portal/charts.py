@@ -83,3 +83,24 @@ def histogram_chart(values, *, bins=20, width=WIDTH, height=HEIGHT) -> Histogram
         for n in range(0, tallest + 1, step)
     ]
     return HistogramChart(width, height, left, bottom, right, top, bars, x_ticks, y_ticks, len(values))
+
+
+def hourly_chart(rows, field, *, width=WIDTH, height=160) -> HistogramChart:
+    """One bar per hour of ``rows`` (``endpoints.selectors.task_usage``), as tall as its ``field``; x ticks every 6
+    hours (the hour's local time). ``Bar.low`` is the hour, ``Bar.count`` the value."""
+    left, right = MARGIN_LEFT, width - MARGIN_RIGHT
+    top, bottom = MARGIN_TOP, height - MARGIN_BOTTOM
+    values = [row[field] or 0 for row in rows]
+    tallest = max(values, default=0) or 1
+    slot = (right - left) / max(len(rows), 1)
+    bars = [
+        Bar(x=round(left + index * slot + 1, 2), y=round(bottom - (bottom - top) * value / tallest, 2),
+            width=round(max(slot - 2, 1), 2), height=round((bottom - top) * value / tallest, 2),
+            low=row["hour"], high=row["hour"], count=value)
+        for index, (row, value) in enumerate(zip(rows, values, strict=True))
+    ]
+    x_ticks = [Tick(position=round(bar.x + bar.width / 2, 2), label=bar.low) for bar in bars[::6]]
+    step = max(1, math.ceil(tallest / 4))
+    y_ticks = [Tick(position=round(bottom - (bottom - top) * n / tallest, 2), label=_label(n))
+               for n in range(0, tallest + 1, step)]
+    return HistogramChart(width, height, left, bottom, right, top, bars, x_ticks, y_ticks, sum(values))

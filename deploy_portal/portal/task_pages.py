@@ -7,6 +7,7 @@ import json
 import shlex
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
@@ -16,6 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from clusters.models import VirtualCluster
+from endpoints.paths import gateway_url
+from endpoints.selectors import task_usage
 from evaluations.loadgen import EndpointError, model_ids
 from scheduler import selectors
 from scheduler.logs import instance_log_attachment, instance_log_chunks, instance_log_text
@@ -27,6 +30,7 @@ from tasks.models import Task, TaskInstance
 from tasks.secrets import env_public
 from tasks.states import HOLDING, Action, Status
 
+from .charts import hourly_chart
 from .forms import TaskForm
 from .live import live_region, live_response, login_required, visible_or_404
 from .utilisation import gpu_utilisation_context
@@ -166,6 +170,7 @@ def _task_region(request, task):
     progress = list(task.instances.all()) if task.status == Status.DEPLOYING else []
     context = {
         "task": task, "actions": allowed_actions(task, request.user), "queue": queue,
+        "gateway_url": gateway_url(task),
         "events": task.events.select_related("actor"),
         # While deploying, each instance's progress (pulling, starting, waiting for its port, ready).
         "progress": progress,
@@ -185,7 +190,22 @@ def task_detail(request, pk):
     task = visible_task(request, pk)
     live = live_region(request, **_task_region(request, task))[1]
     config = {**services.task_config(task), "env": env_public(task.env)}
-    return render(request, "portal/task_detail.html", {"task": task, "tab": "details", "live": live, "config": config})
+    context = {"task": task, "tab": "details", "live": live, "config": config}
+    if settings.GATEWAY_URL:
+        context["usage"] = _usage_context(task_usage(task))
+    return render(request, "portal/task_detail.html", context)
+
+
+def _usage_context(rows):
+    """The usage card: the day's totals, and requests and tokens per hour as bars."""
+    totals = {field: sum(row[field] for row in rows) for field in ("requests", "errors", "prompt_tokens", "completion_tokens")}
+    for row in rows:
+        row["tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+    charts = [
+        {"name": "requests", "label": _("Requests per hour"), "geometry": hourly_chart(rows, "requests")},
+        {"name": "tokens", "label": _("Tokens per hour (prompt and completion)"), "geometry": hourly_chart(rows, "tokens")},
+    ]
+    return {"totals": totals, "charts": charts}
 
 
 @require_GET
@@ -266,17 +286,26 @@ def task_models(request, pk):
         ids, error = [], str(exc)
     context = {"task": task, "ids": ids, "error": error}
     if ids:
-        context["examples"] = _examples(task.endpoint, ids[0])
+        # Through the gateway when there is one (the address users keep), the raw endpoint otherwise.
+        via = gateway_url(task)
+        context["examples"] = (
+            _examples(via.rstrip("/"), ids[0], keyed=not task.public_endpoint) if via else _examples(task.endpoint, ids[0])
+        )
     return render(request, "portal/_models.html", context)
 
 
-def _examples(endpoint, model):
-    """A first request to the endpoint with curl and with the OpenAI client (``model``: an id it lists)."""
+def _examples(endpoint, model, *, keyed=False):
+    """A first request to the endpoint with curl and with the OpenAI client (``model``: an id it lists); ``keyed``:
+    through the gateway with a key, read from ``$DEPLOY_PORTAL_KEY`` (made on the keys page)."""
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}]}, ensure_ascii=False)
-    curl = shlex.join(["curl", f"{endpoint}/v1/chat/completions", "-H", "Content-Type: application/json", "-d", body])
+    auth = ["-H", "Authorization: Bearer $DEPLOY_PORTAL_KEY"] if keyed else []
+    curl = shlex.join(["curl", f"{endpoint}/v1/chat/completions", "-H", "Content-Type: application/json", *auth, "-d", body])
+    if keyed:  # the shell expands the variable: double quotes around the header
+        curl = curl.replace("'Authorization: Bearer $DEPLOY_PORTAL_KEY'", '"Authorization: Bearer $DEPLOY_PORTAL_KEY"')
+    api_key = 'os.environ["DEPLOY_PORTAL_KEY"]' if keyed else '"unused"'
     python = (
-        "from openai import OpenAI\n\n"
-        f"client = OpenAI(base_url={json.dumps(f'{endpoint}/v1')}, api_key=\"unused\")\n"
+        ("import os\n\n" if keyed else "") + "from openai import OpenAI\n\n"
+        f"client = OpenAI(base_url={json.dumps(f'{endpoint}/v1')}, api_key={api_key})\n"
         f"answer = client.chat.completions.create(model={json.dumps(model)}, "
         "messages=[{\"role\": \"user\", \"content\": \"Hello\"}])\n"
         "print(answer.choices[0].message.content)"

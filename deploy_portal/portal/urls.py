@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import evaluations, health, notifications, operations, queue, tokens, utilisation
+from . import api_keys, evaluations, health, notifications, operations, queue, tokens, utilisation
 from . import task_pages as tasks
 
 app_name = "portal"
@@ -33,6 +33,8 @@ urlpatterns = [
     path("token/", tokens.token_page, name="token"),
     path("token/new/", tokens.token_create, name="token-create"),
     path("token/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("keys/", api_keys.api_keys, name="api-keys"),
+    path("keys/<int:pk>/revoke/", api_keys.api_key_revoke_view, name="api-key-revoke"),
 
 
     path("utilisation/", utilisation.utilisation_index, name="utilisation-index"),

@@ -31,6 +31,9 @@ SPEC_TABLE = {
     "queue/": {"GET"},
     # Issue 13 (newer than SPEC): every start is a run with its own instances and logs.
     "tasks/{id}/runs/": {"GET"},
+    "tasks/{id}/usage/": {"GET"},
+    "api-keys/": {"GET", "POST"},
+    "api-keys/{id}/": {"GET", "DELETE"},
     "runs/{id}/": {"GET"},
     # Issue 16: the utilisation history and GPU-hours, for scripts as for the pages.
     "gpu-hours/": {"GET"},

@@ -12,7 +12,7 @@ TASK_FIELDS = {
     "id", "name", "project", "project_name", "task_type", "image", "virtual_cluster", "virtual_cluster_name",
     "sku_count", "replicas", "expose_port", "container_port", "external_port", "description", "env", "mounts", "command", "args", "status",
     "status_display", "pinned", "queue_position", "pending_reason", "endpoint", "owner", "created_at",
-    "queued_at", "started_at", "allowed_actions", "priority_class",
+    "queued_at", "started_at", "allowed_actions", "priority_class", "public_endpoint", "gateway_url",
 }
 
 

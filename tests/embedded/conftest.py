@@ -61,6 +61,7 @@ class Portal:
             "DEPLOY_VAR_DIR": str(self.var),
             "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}",
             "PORTAL_ADDR": f"127.0.0.1:{self.port}",
+            "GATEWAY_ADDR": f"127.0.0.1:{free_local_port()}",
             "NODEPORT_RANGE": NODEPORTS,
             "LOCAL_GPU_COUNT": "2",
             "LOCAL_RUNTIME_DIR": str(self.var / "local-runtime"),

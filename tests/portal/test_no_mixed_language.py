@@ -34,7 +34,7 @@ ALLOWED = {
     "dev", "shm", "proc", "sys", "etc", "b", "kb", "mb", "gb", "g", "gi", "mi", "k8s", "uid", "queue", "tasks",
     "storages", "virtual-clusters", "instances", "evaluations", "schema", "docs", "auth", "logs", "events",
     "copy", "force-start", "start", "stop", "pin", "unpin", "txt", "english", "csrf", "n",
-    "csv", "webhook", "nul", "root", "runasnonroot", "celery", "secret",
+    "csv", "webhook", "nul", "root", "runasnonroot", "celery", "secret", "bearer",
 }
 WORD = re.compile(r"[A-Za-z]+")
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|%[sd]|\{[a-z_]+\}")

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import PriorityClass, Project, Storage, VirtualCluster
+from endpoints.paths import gateway_url
 from tasks.access import allowed_actions
 from tasks.models import InstanceStatus, RunOutcome, TaskEvent, TaskInstance, TaskRun, TaskType
 from tasks.secrets import env_item_public
@@ -105,6 +106,14 @@ class TaskSerializer(PlannedRepresentation, serializers.Serializer):
     queued_at = serializers.DateTimeField(read_only=True, allow_null=True)
     started_at = serializers.DateTimeField(read_only=True, allow_null=True)
     allowed_actions = serializers.SerializerMethodField()
+    gateway_url = serializers.SerializerMethodField(
+        help_text=_("The task's stable URL through the gateway (calls need an API key unless it is public); null "
+                    "when no gateway is configured. `endpoint` is the raw address of the current run, for debugging."),
+    )
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_gateway_url(self, task):
+        return gateway_url(task, self.context.get("shared_names", set()))
 
     def _queue_info(self, task):
         return self.context.get("queue_info", {}).get(task.pk)
@@ -231,3 +240,17 @@ class RefusalSerializer(serializers.Serializer):
     victims = ForceStartVictimSerializer(
         many=True, required=False, help_text=_("A force start whose victims changed: the ones it would kill now.")
     )
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    hours = serializers.IntegerField(min_value=1, max_value=720, default=24)
+
+
+class TaskUsageSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    latency_ms_mean = serializers.FloatField(allow_null=True)
+    latency_ms_max = serializers.IntegerField(allow_null=True)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()

@@ -4,6 +4,7 @@ Every answer that carries a task carries it as it now is, with ``allowed_actions
 while it is queued, its ``queue_position`` and ``pending_reason``.
 """
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -14,6 +15,8 @@ from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from endpoints.paths import shared_names
+from endpoints.selectors import task_usage
 from scheduler.force_start import task_force_start_preview
 from scheduler.logs import instance_log_attachment, instance_log_chunks, instance_log_text
 from scheduler.selectors import queue_info_for
@@ -37,6 +40,8 @@ from .serializers import (
     TaskInstanceSerializer,
     TaskRunSerializer,
     TaskSerializer,
+    TaskUsageSerializer,
+    UsageQuerySerializer,
 )
 
 REFUSED = OpenApiResponse(RefusalSerializer, description=_("The task's state does not allow this now."))
@@ -90,7 +95,7 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     def get_queryset(self):
         tasks = super().get_queryset()
-        if self.action in ("events", "instances", "runs"):
+        if self.action in ("events", "instances", "runs", "usage"):
             return tasks
         return tasks.select_related("owner", "project", "virtual_cluster").prefetch_related("mounts")
 
@@ -100,6 +105,7 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         if tasks is not None:
             batch = tasks if kwargs.get("many") else [tasks]
             kwargs["context"]["queue_info"] = self._queue_info(batch, self.request.user)
+            kwargs["context"]["shared_names"] = shared_names(batch) if settings.GATEWAY_URL else set()
         return super().get_serializer(*args, **kwargs)
 
     @staticmethod
@@ -212,6 +218,19 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
     def instances(self, request, pk=None):
         task = self.get_object()
         return self._page(TaskInstance.objects.filter(run_id=task.current_run_id).order_by("index"), TaskInstanceSerializer)
+
+    @extend_schema(
+        summary=_("What the gateway answered for the task, per hour"),
+        description=_("The last 24 hours (`?hours=` up to 720), every hour listed: requests, errors (5xx), mean and "
+                      "longest latency, prompt and completion tokens, summed over keys and gateways."),
+        responses=TaskUsageSerializer(many=True), filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def usage(self, request, pk=None):
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = task_usage(self.get_object(), hours=query.validated_data["hours"])
+        return Response(TaskUsageSerializer(rows, many=True).data)
 
     @extend_schema(summary=_("The task's runs, newest first"), responses=TaskRunSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"], filter_backends=[])
