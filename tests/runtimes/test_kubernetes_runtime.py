@@ -215,12 +215,14 @@ def test_observed_failure_fails_the_task_with_the_sentence(kube, kube_runtime, t
     ]
 
 
-def test_every_instance_ready_makes_the_task_running(kube, kube_runtime, task):
+def test_every_instance_ready_makes_the_task_running_and_records_where_the_gateway_reaches_it(kube, kube_runtime, task):
     kube_runtime.apply(task.current_run)
-    kube.patch("pods", f"dp-task-{task.pk}-0", {"status": running_ready()})
+    kube.patch("pods", f"dp-task-{task.pk}-0", {"status": {**running_ready(), "podIP": "10.1.2.3"}})
     assert jobs.observe_task(task.pk) == Status.DEPLOYING
-    kube.patch("pods", f"dp-task-{task.pk}-1", {"status": running_ready()})
+    kube.patch("pods", f"dp-task-{task.pk}-1", {"status": {**running_ready(), "podIP": "fd00::7"}})
     assert jobs.observe_task(task.pk) == Status.RUNNING
+    # The pod's own IP and container port: the gateway balances over the pods itself, past the NodePort.
+    assert [i.address for i in task.instances.order_by("index")] == ["10.1.2.3:8000", "[fd00::7]:8000"]
 
 
 def test_deploy_timeout_fails_the_task(kube, kube_runtime, task, settings):

@@ -59,6 +59,7 @@ def test_instances_start_with_env_gpus_and_ports(runtime, placed, world, setting
     runtime.apply(task.current_run)
     observations = observe_until(runtime, task, InstanceStatus.READY)
     assert [o.index for o in observations] == [0, 1]
+    assert observations[0].address == f"127.0.0.1:{port}"  # where the gateway reaches each replica
     first, second = (json.loads(runtime.read_log(i).splitlines()[0]) for i in task.instances.order_by("index"))
     # A secret env var reaches the process opened; the worker's own secrets do not.
     assert first == {"PORT": str(port), "CUDA_VISIBLE_DEVICES": "0,1", "MODEL": "qwen", "HF_TOKEN": "hf_x", "SECRET_KEY": None}
