@@ -145,3 +145,16 @@ def test_reclaim_gives_up_when_even_every_borrowed_task_would_not_make_room():
     plan = plan_queue(machines=machines, queue=[task(1, 6, A)], policy=STRICT_FIFO, quotas=quotas, usage={B: 8},
                       reclaimable=borrowed(holders, projects, quotas), holder_projects=projects, explain=True)
     assert plan.reclaims == {} and plan.waits[1].code == WaitCode.CAPACITY
+
+
+def test_an_earlier_task_within_its_guarantee_is_not_an_overtaking():
+    """The stateful test's old counterexample, by hand: failures free A's SKUs; A's first queued task is within its
+    guarantee again and ahead in line, so it starts; B's head (within its guarantee, too big for what is left)
+    then holds back A's borrowers under strict FIFO."""
+    machines = [Machine(1, "m1", 3, 0)]
+    quotas = {A: Quota("proj-a", 1), B: Quota("proj-b", 4)}
+    queue = [task(1, 1, A), task(2, 1, A), task(3, 3, B)]
+    plan = plan_queue(machines=machines, queue=queue, policy=STRICT_FIFO, quotas=quotas, explain=True)
+    assert plan.placements == {1: [1]}
+    assert plan.waits[3].code == WaitCode.CAPACITY
+    assert plan.waits[2].code == WaitCode.BEHIND_HEAD and plan.waits[2].blocker == "t3"
