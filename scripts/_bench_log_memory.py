@@ -139,8 +139,8 @@ def main():
             **os.environ, "DEBUG": "false", "SECRET_KEY": "bench-log-memory-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
             "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "DEPLOY_VAR_DIR": str(tmp / "var"),
             "LOCAL_RUNTIME_DIR": str(tmp / "local"), "DEPLOY_RUNTIME": "local", "CELERY_BROKER_URL": "memory://",
-            "PROMETHEUS_MULTIPROC_DIR": "",
         }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # an empty one would make prometheus_client write into the cwd
         subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
         made = subprocess.run(
             [sys.executable, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True,
