@@ -51,6 +51,8 @@ HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
     b"transfer-encoding", b"upgrade", b"host",
 }
+# What the caller sent for the gateway and the portal, not for the model: its key, the portal's cookies.
+KEPT_HERE = {b"authorization", b"cookie"}
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
@@ -156,6 +158,8 @@ class Gateway:
             return public or key_allows(grant, task_id=task_id, project_id=project_id, now=now)
 
         route = self.world.find(project, ref)
+        if route is not None and grant is None and not route.public:
+            return self._unauthenticated(key)  # from memory: a flood of bad keys costs no query
         if route is None or not allowed(route.task_id, route.project_id, route.public):
             return await self._not_routed(request, project, ref, grant, key, allowed)
         if (wait := self._limited(grant)) is not None:
@@ -172,17 +176,21 @@ class Gateway:
         callable_ = [t for t in tasks if allowed(t.pk, t.project_id, t.public_endpoint)]
         if not callable_:
             if grant is None:
-                if key is None:
-                    return error(401, "An API key is required: send Authorization: Bearer <key>.",
-                                 "authentication_error", "missing_api_key", headers={"WWW-Authenticate": "Bearer"})
-                return error(401, "The API key is not valid: unknown, revoked or expired.", "authentication_error",
-                             "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+                return self._unauthenticated(key)
             return error(404, "No such task, or not one this key may call.", "not_found", "task_not_found")
         if len(callable_) > 1:
             ids = ", ".join(str(t.pk) for t in callable_)
             return error(409, f"Several tasks of project {project} are named {ref}: call /{project}/<id>/ ({ids}).",
                          "ambiguous_task", "ambiguous_task", tasks=[t.pk for t in callable_])
         return await self._unavailable(request, callable_[0], grant)
+
+    @staticmethod
+    def _unauthenticated(key):
+        if key is None:
+            return error(401, "An API key is required: send Authorization: Bearer <key>.", "authentication_error",
+                         "missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+        return error(401, "The API key is not valid: unknown, revoked or expired.", "authentication_error",
+                     "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
     async def _unavailable(self, request, task, grant):
         if task is None:
@@ -208,7 +216,7 @@ class Gateway:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         rest = raw.split(b"/", 3)[3] if raw.count(b"/") >= 3 else b""
         query = request.scope.get("query_string", b"")
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in HOP_BY_HOP and k.lower() != b"authorization"]
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in HOP_BY_HOP | KEPT_HERE]
         tried = set()
         while True:
             upstream = self.balancer.pick(route.upstreams, exclude=tried)

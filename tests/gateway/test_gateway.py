@@ -225,3 +225,43 @@ def test_a_replica_that_is_no_longer_ready_leaves_the_routes(world, gateway_serv
     assert task.pk not in gateway_server.gateway.world.routes
     with httpx.Client(base_url=gateway_server.url) as http:
         assert http.get("/llm/qwen/v1/models").status_code == 503
+
+
+def test_the_replica_gets_the_request_but_not_the_key_nor_the_portals_cookies(world, gateway_server):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_POST(self):
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            seen.append((self.path, headers, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        task = running_on(world, [])
+        TaskInstance.objects.create(
+            task=task, run=task.current_run, index=0, node=world.nodes[0], node_name=world.nodes[0].name,
+            gpu_type="NVIDIA-H100", sku_count=1, gpu_count=1, status="ready", address=f"127.0.0.1:{upstream.server_port}",
+        )
+        key = key_of(world.member)
+        gateway_server.refresh()
+        with client(gateway_server) as http:
+            answer = http.post("/llm/qwen/v1/embeddings?x=%2F1", content=b'{"input": "hi"}',
+                               headers={**bearer(key), "Cookie": "sessionid=portal-session", "X-Trace": "t1"})
+        assert answer.status_code == 200 and answer.json() == {}
+    finally:
+        upstream.shutdown()
+    ((path, headers, body),) = seen
+    assert path == "/v1/embeddings?x=%2F1" and body == b'{"input": "hi"}' and headers["x-trace"] == "t1"
+    assert "authorization" not in headers and "cookie" not in headers
