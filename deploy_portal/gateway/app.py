@@ -53,6 +53,7 @@ HOP_BY_HOP = {
 }
 # What the caller sent for the gateway and the portal, not for the model: its key, the portal's cookies.
 KEPT_HERE = {b"authorization", b"cookie"}
+NOT_FORWARDED = frozenset(HOP_BY_HOP | KEPT_HERE)
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
@@ -216,7 +217,7 @@ class Gateway:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         rest = raw.split(b"/", 3)[3] if raw.count(b"/") >= 3 else b""
         query = request.scope.get("query_string", b"")
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in HOP_BY_HOP | KEPT_HERE]
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in NOT_FORWARDED]
         tried = set()
         while True:
             upstream = self.balancer.pick(route.upstreams, exclude=tried)
