@@ -69,8 +69,9 @@ def usage_record(rows, *, used_keys=None):
 
     One UPDATE per row that exists, an INSERT for the first count of an hour; counts are added, never set, so
     gateways that write the same hour together lose nothing."""
+    existing = set(Task.objects.filter(pk__in={task_id for _, task_id, _, _ in rows}).values_list("pk", flat=True))
     for (hour, task_id, project_id, key_id), counts in rows.items():
-        if not Task.objects.filter(pk=task_id).exists():  # deleted meanwhile: its usage goes with it
+        if task_id not in existing:  # deleted meanwhile: its usage goes with it
             continue
         updated = UsageHour.objects.filter(hour=hour, task_id=task_id, key_id=key_id).order_by("pk")[:1]
         row = updated.values_list("pk", flat=True).first()
