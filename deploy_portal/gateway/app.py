@@ -2,8 +2,8 @@
 
 ``/<project>/<task>/<path>`` (the task's name or id, see ``endpoints.paths``) is proxied to ``<path>`` on one of
 the current run's ready replicas. Built on Starlette (a small, well-kept ASGI toolkit: no middleware stack or
-per-request ORM between the client and the model) served by uvicorn (uvloop + httptools), and httpx's pooled async
-client upstream. Every answer the gateway makes itself is JSON in OpenAI's error shape (``{"error": {...}}``), so
+per-request ORM between the client and the model) served by uvicorn (uvloop + httptools), with a lean keep-alive
+HTTP/1.1 client of its own upstream (``upstream``: httptools' parser, a relay woken once per batch of bytes). Every answer the gateway makes itself is JSON in OpenAI's error shape (``{"error": {...}}``), so
 an OpenAI client shows it as it shows its own.
 
 - Who: ``Authorization: Bearer <key>`` (``endpoints.keys``) unless the task is public; checked against the
@@ -20,12 +20,10 @@ an OpenAI client shows it as it shows its own.
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from datetime import UTC, datetime
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -33,7 +31,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import translation
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from deploy_portal.messages import render
@@ -44,6 +42,7 @@ from endpoints.usage import JSON_BODY_BYTES, STREAM_TAIL_BYTES, tokens_of_json, 
 from scheduler.selectors import queue_info_for
 from tasks.states import Status
 
+from .upstream import Pool, UpstreamError, UpstreamTimeout
 from .world import Meter, World, _read
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's; the key stays with the gateway.
@@ -53,8 +52,9 @@ HOP_BY_HOP = {
 }
 # What the caller sent for the gateway and the portal, not for the model: its key, the portal's cookies.
 KEPT_HERE = {b"authorization", b"cookie"}
-NOT_FORWARDED = frozenset(HOP_BY_HOP | KEPT_HERE)
-RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# The body was read whole here: the replica gets its own length, and nothing to continue.
+FRAMED_HERE = {b"content-length", b"expect"}
+NOT_FORWARDED = frozenset(HOP_BY_HOP | KEPT_HERE | FRAMED_HERE)
 
 
 def error(status, message, kind, code=None, headers=None, **extra):
@@ -102,17 +102,13 @@ class Gateway:
         self.balancer = Balancer(eject_seconds=settings.GATEWAY_EJECT_SECONDS)
         self.buckets = {}  # key id: (tokens, at) — the per-key rate limit, per gateway process
         self.upstream_timeout = upstream_timeout or settings.GATEWAY_UPSTREAM_TIMEOUT_SECONDS
-        self.client = None
+        self.pool = None
         self.tasks = []
 
     # -- lifespan ------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.upstream_timeout, connect=settings.GATEWAY_CONNECT_TIMEOUT_SECONDS),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            follow_redirects=False, trust_env=False,
-        )
+        self.pool = Pool(connect_timeout=settings.GATEWAY_CONNECT_TIMEOUT_SECONDS, timeout=self.upstream_timeout)
         try:
             await self.world.refresh()
         except Exception:  # noqa: BLE001 - serve 503s until the database answers; keep_fresh retries
@@ -125,7 +121,7 @@ class Gateway:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await self.meter.flush()
-            await self.client.aclose()
+            self.pool.close()
 
     # -- routes --------------------------------------------------------------------------
     async def healthz(self, request):
@@ -217,27 +213,27 @@ class Gateway:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         rest = raw.split(b"/", 3)[3] if raw.count(b"/") >= 3 else b""
         query = request.scope.get("query_string", b"")
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in NOT_FORWARDED]
+        target = b"/" + rest + (b"?" + query if query else b"")
+        headers = [(k, v) for k, v in request.scope["headers"] if k not in NOT_FORWARDED]
         tried = set()
         while True:
             upstream = self.balancer.pick(route.upstreams, exclude=tried)
             if upstream is None or len(tried) >= 2:
                 return error(502, "No replica of the task answered.", "upstream_error", "no_replica_answered")
-            url = httpx.URL(f"http://{upstream}/").copy_with(raw_path=b"/" + rest + (b"?" + query if query else b""))
             self.balancer.started(upstream)
             try:
-                answer = await self.client.send(
-                    self.client.build_request(request.method, url, headers=headers, content=content), stream=True
-                )
-            except RETRYABLE:
-                # Nothing of the answer was sent yet: another replica may take it (once).
+                answer = await self.pool.request(upstream, request.method, target, headers, content)
+            except UpstreamTimeout:
                 self.balancer.finished(upstream)
+                return error(504, "The replica did not answer in time.", "upstream_error", "upstream_timeout")
+            except UpstreamError as exc:
+                self.balancer.finished(upstream)
+                if not exc.before_answer:
+                    return error(502, "The replica broke off its answer.", "upstream_error", "upstream_error")
+                # Nothing of the answer came: another replica may take it (once), and this one sits out a while.
                 self.balancer.eject(upstream)
                 tried.add(upstream)
                 continue
-            except httpx.TimeoutException:
-                self.balancer.finished(upstream)
-                return error(504, "The replica did not answer in time.", "upstream_error", "upstream_timeout")
             break
         return _Relay(self, answer, upstream, route, grant, started)
 
@@ -262,50 +258,57 @@ class Gateway:
         )
 
 
-class _Relay(StreamingResponse):
-    """The replica's answer passed on as it comes; the upstream request closed however the answer ends (the client
-    gone included), the replica's outstanding count given back and the answer metered."""
+class _Relay:
+    """The replica's answer passed on as it comes, as a raw ASGI response: each send carries everything that arrived
+    since the last one. The upstream connection is closed however the answer ends (the client gone included: a
+    watcher on ``receive`` aborts it at once), the replica's outstanding count given back and the answer metered."""
 
     def __init__(self, gateway, answer, upstream, route, grant, started):
         self.gateway, self.answer, self.upstream, self.route, self.grant, self.started = (
             gateway, answer, upstream, route, grant, started)
-        kind = answer.headers.get("content-type", "")
+        kind = answer.header("content-type") or ""
         self.stream_kind = "sse" if kind.startswith("text/event-stream") else "json" if "json" in kind else None
-        self.kept, self.failed = bytearray(), False
-        headers = [(k, v) for k, v in answer.headers.raw if k.lower() not in HOP_BY_HOP]
-        super().__init__(self._chunks(), status_code=answer.status_code)
-        self.raw_headers = [(k.lower(), v) for k, v in headers]
+        self.kept, self.failed, self.gone = bytearray(), False, False
 
-    async def _chunks(self):
-        try:
-            async for chunk in self.answer.aiter_raw():
-                if self.stream_kind == "sse":
-                    self.kept += chunk
-                    del self.kept[:-STREAM_TAIL_BYTES]
-                elif self.stream_kind == "json" and len(self.kept) <= JSON_BODY_BYTES:
-                    self.kept += chunk
-                yield chunk
-        except httpx.HTTPError:
-            self.failed = True  # the replica broke off mid-answer: the client sees the answer end there
+    async def _watch(self, receive):
+        # The body was read before: what receive() says now is that the client left (or that the answer is done).
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.answer.abort()
 
     async def __call__(self, scope, receive, send):
+        answer, kept, sse = self.answer, self.kept, self.stream_kind == "sse"
+        watcher = asyncio.ensure_future(self._watch(receive))
         try:
-            await super().__call__(scope, receive, send)
+            headers = [(k, v) for k, v in answer.headers if k not in HOP_BY_HOP]
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            try:
+                async for data in answer.chunks():
+                    if sse:
+                        kept += data
+                        del kept[:-STREAM_TAIL_BYTES]
+                    elif self.stream_kind == "json" and len(kept) <= JSON_BODY_BYTES:
+                        kept += data
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            except UpstreamError:
+                self.failed = not self.gone  # the replica broke off mid-answer: the answer ends there
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await self.answer.aclose()
+            watcher.cancel()
+            answer.close()
             tokens = None
-            if self.stream_kind == "sse":
-                tokens = tokens_of_stream(bytes(self.kept))
-            elif self.stream_kind == "json" and "content-encoding" not in self.answer.headers:
-                tokens = tokens_of_json(bytes(self.kept))
-            status = 502 if self.failed else self.answer.status_code
+            if sse:
+                tokens = tokens_of_stream(bytes(kept))
+            elif self.stream_kind == "json" and answer.header("content-encoding") is None:
+                tokens = tokens_of_json(bytes(kept))
+            # 499: the client closed the request (nginx's word for it), not an error of the replica's.
+            status = 502 if self.failed else 499 if self.gone else answer.status
             self.gateway.finished(route=self.route, grant=self.grant, upstream=self.upstream, status=status,
                                   started=self.started, tokens=tokens)
 
 
 def make_app(**options):
-    # httpx says every request at INFO: a line per call would be the gateway's log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     gateway = Gateway(**options)
     routes = [
         Route("/healthz", gateway.healthz, methods=["GET"]),
