@@ -53,11 +53,25 @@ class EnvVarSerializer(PlannedRepresentation, serializers.Serializer):
         return super().to_representation(env_item_public(instance))
 
 
+# Where the task views put each task's mounts, read with the page in one query (``Prefetch(to_attr=...)``): a plain
+# list, where ``task.mounts.all()`` would build a queryset per task even from the prefetch cache.
+MOUNTS_READ = "mounts_read"
+
+
+class MountListSerializer(serializers.ListSerializer):
+    def get_attribute(self, instance):
+        read = getattr(instance, MOUNTS_READ, None)
+        return read if read is not None else super().get_attribute(instance)
+
+
 class MountSerializer(PlannedRepresentation, serializers.Serializer):
     storage = ScopedPrimaryKeyRelatedField(
         queryset=Storage.objects.all(), scope="mountable_by", not_found=NOT_GRANTED["storage"]
     )
     mount_path = TextField(max_length=500, trim_whitespace=False)
+
+    class Meta:
+        list_serializer_class = MountListSerializer
 
 
 class TaskSerializer(PlannedRepresentation, serializers.Serializer):

@@ -5,6 +5,7 @@ while it is queued, its ``queue_position`` and ``pending_reason``.
 """
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -32,6 +33,7 @@ from ..renderers import PlainTextRenderer
 from ..schema import DETAIL
 from ..scoping import ScopedViewMixin
 from .serializers import (
+    MOUNTS_READ,
     ForceStartPreviewSerializer,
     ForceStartSerializer,
     LogQuerySerializer,
@@ -97,7 +99,15 @@ class TaskViewSet(ScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMi
         tasks = super().get_queryset()
         if self.action in ("events", "instances", "runs", "usage"):
             return tasks
-        return tasks.select_related("owner", "project", "virtual_cluster").prefetch_related("mounts")
+        return tasks.select_related("owner", "project", "virtual_cluster").prefetch_related(
+            Prefetch("mounts", to_attr=MOUNTS_READ)
+        )
+
+    def filter_queryset(self, queryset):
+        # No filter asked for: the filterset would change nothing, but building its form scopes its choices first.
+        if not self.request.query_params.keys() & self.filterset_class.base_filters.keys():
+            return queryset
+        return super().filter_queryset(queryset)
 
     def get_serializer(self, *args, **kwargs):
         kwargs.setdefault("context", self.get_serializer_context())
