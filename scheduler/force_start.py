@@ -20,6 +20,7 @@ from tasks.states import Action
 from . import dispatch, notices
 from .placement import Demand
 from .ports import PortBook
+from .queues import borrowed
 from .reasons import never_fits_sentence
 from .scheduling import lock_for_decision, run_pass, write_placements
 from .selectors import CLUSTER_FIELDS, cluster_states
@@ -37,22 +38,27 @@ class ForceStartPreview:
 
 
 def _victim_choice(state, task):
-    holders = defaultdict(list)
-    started = {}
+    """The victims of a force start of ``task``: where the VC has quotas, only tasks on borrowed SKUs may be killed
+    (``queues.borrowed``: a task within its project's guarantee never is), as for reclaim."""
+    instances, started, projects = defaultdict(list), {}, {}
     rows = TaskInstance.objects.holding().filter(task__virtual_cluster_id=state.id).values_list(
-        "task_id", "node_id", "sku_count", "task__started_at"
+        "task_id", "node_id", "sku_count", "task__started_at", "task__project_id"
     )
-    for task_id, node_id, skus, started_at in rows:
-        holders[task_id].append((node_id, skus))
-        started[task_id] = started_at
-    return choose_victims(
-        machines=state.machines,
-        holders=[Holder(task_id, started[task_id], tuple(instances)) for task_id, instances in holders.items()],
-        demand=Demand(task.sku_count, task.replicas),
-    )
+    for task_id, node_id, skus, started_at, project_id in rows:
+        instances[task_id].append((node_id, skus))
+        started[task_id], projects[task_id] = started_at, project_id
+    holders = [Holder(task_id, started[task_id], tuple(held)) for task_id, held in instances.items()]
+    if state.quotas:
+        holders = borrowed(holders, projects, state.quotas)
+    return choose_victims(machines=state.machines, holders=holders, demand=Demand(task.sku_count, task.replicas))
 
 
 def _cannot_fit(task, choice):
+    if choice.short:
+        return _(
+            "Task “%(task)s” cannot be force-started: tasks within their project's guaranteed quota are never "
+            "killed, and killing every task on borrowed SKUs would not make room for it."
+        ) % {"task": task.name}
     return _("Task “%(task)s” cannot be force-started: even with every task of its virtual cluster killed, it %(why)s.") % {
         "task": task.name, "why": never_fits_sentence(choice.wait).render(),
     }
@@ -128,7 +134,8 @@ class VictimsChanged(OperationRefused):
 
 
 def task_force_start(*, task, user, expected_victims=None):
-    """Start the pinned ``task`` now, killing the fewest (then the most recently started) tasks of its VC.
+    """Start the pinned ``task`` now, killing the fewest (then the most recently started) tasks of its VC; where
+    the VC has quotas, only tasks on borrowed SKUs (never one within its project's guarantee).
 
     Refused, with nothing killed, when it could not fit even on the empty VC, or when ``expected_victims``
     (the task ids of the preview the manager confirmed) differ from the victims chosen now (``VictimsChanged``

@@ -8,9 +8,11 @@ row per instance, where some VC reclaims).
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from itertools import groupby
+from operator import itemgetter
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Case, F, Sum, Value, When
 from django.utils.translation import gettext as _
 
 from clusters.models import Node, Project, VirtualCluster
@@ -122,30 +124,41 @@ QUEUE_ORDER = ("virtual_cluster_id", "-pinned", "-priority", "queued_at", "id")
 
 
 def _read_queues(states, *, with_owners, for_pass):
-    """The queues of ``states`` in their order, straight from the cursor (a pass reads 100,000 rows)."""
-    fields = [
-        "virtual_cluster_id", "id", "sku_count", "replicas", "pinned", "expose_port", "external_port", "project_id",
-        "priority",
-    ]
-    fields += [] if for_pass else ["name"]
-    fields += ["owner_id", "owner__username"] if with_owners else []
-    rows = Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=list(states)).order_by(*QUEUE_ORDER)
-    sql, params = rows.values_list(*fields).query.sql_with_params()
+    """The queues of ``states`` in their order, straight from the cursor (a pass reads 100,000 rows).
+
+    Each row comes as the VC's id and then ``QueuedTask``'s fields in their order (the name empty for a pass,
+    which says no reasons; the port only where the task exposes one), so a queue is its rows made tuples by C
+    code alone (``QueuedTask._make``), not a Python call per task."""
+    owners = ("owner_id", "owner__username") if with_owners else ()
+    rows = (
+        Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=list(states)).order_by(*QUEUE_ORDER)
+        .annotate(
+            label=Value("") if for_pass else F("name"),
+            port=Case(When(expose_port=True, then=F("external_port")), default=None),
+        )
+        .values_list(
+            "virtual_cluster_id", "id", "label", "sku_count", "replicas", "pinned", "port", "project_id", "priority",
+            *owners,
+        )
+    )
+    sql, params = rows.query.sql_with_params()
     with connection.cursor() as cursor:
         if for_pass and connection.vendor == "postgresql":
             cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    queues = {vc_id: state.queue.append for vc_id, state in states.items()}
-    for row in rows:
-        vc_id, task_id, sku_count, replicas, pinned, expose_port, external_port, project, priority = row[:9]
-        queues[vc_id](QueuedTask(
-            task_id, "" if for_pass else row[9], sku_count, replicas, pinned, external_port if expose_port else None,
-            project, priority,
-        ))
-        if with_owners:
-            states[vc_id].owners[task_id] = row[-2:]
-            states[vc_id].projects[task_id] = project
+    width = len(QueuedTask._fields)
+    fields_of = itemgetter(slice(1, 1 + width))
+    for vc_id, group in groupby(rows, key=itemgetter(0)):
+        state = states[vc_id]
+        if not with_owners:
+            state.queue.extend(map(QueuedTask._make, map(fields_of, group)))
+            continue
+        for row in group:
+            task = QueuedTask._make(fields_of(row))
+            state.queue.append(task)
+            state.owners[task.id] = row[-2:]
+            state.projects[task.id] = task.project
 
 
 def _read_holders(states):

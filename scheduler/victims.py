@@ -49,6 +49,7 @@ class VictimChoice:
     victims: tuple = ()
     placement: tuple = ()
     wait: Wait | None = None
+    short: bool = False  # it would fit the empty VC, but not with every one of ``holders`` killed (others stay)
 
 
 def _blocks(free, sku_count):
@@ -236,8 +237,10 @@ def _preferred(check, ranked, budget):
 def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):
     """Choose the tasks to kill so ``demand`` fits the VC's schedulable ``machines``.
 
-    ``machines`` carry the SKUs used by every holding instance; ``holders`` are the tasks holding them.
-    Refused (``fits=False``, nothing to kill) when the demand could not fit even on the empty VC.
+    ``machines`` carry the SKUs used by every holding instance; ``holders`` are the tasks that may be killed
+    (all of them, or only some: what the others hold stays held). Refused (``fits=False``, nothing to kill) when
+    the demand could not fit even on the empty VC (``wait`` says why), or not even with every one of ``holders``
+    killed (``short``).
     """
     hopeless = Capacity(machines, schedulable_only=True).never_fits(demand)
     if hopeless is not None:
@@ -247,6 +250,8 @@ def choose_victims(*, machines, holders, demand, budget=SEARCH_BUDGET):
     if not check.fits(()):
         schedulable = {m.id for m in machines if m.schedulable}
         useful = [h for h in holders if any(machine_id in schedulable for machine_id, _ in h.instances)]
+        if not check.fits(useful):
+            return VictimChoice(fits=False, short=True)
         ranked = _ranked(useful)
         victims = _search(check, ranked, budget)
         if victims is None:

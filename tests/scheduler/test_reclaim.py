@@ -9,8 +9,10 @@ from django.utils import timezone
 
 from clusters.models import PriorityClass, ProjectQuota, QueuePolicy
 from deploy_portal.messages import render
+from scheduler.force_start import task_force_start, task_force_start_preview
 from scheduler.selectors import queue_status
-from scheduler.services import task_start, task_stop
+from scheduler.services import task_pin, task_start, task_stop
+from tasks.exceptions import OperationRefused
 from tasks.models import Task, TaskEvent
 from tasks.states import Status
 from tests.factories import ProjectFactory, UserFactory
@@ -117,3 +119,40 @@ def test_fair_share_starts_the_least_served_project_first(make_cluster, policy, 
     task_stop(task=leaving, user=cluster.owner)  # room for one of them, both within their guarantee
     started = {name for name, task in tasks.items() if Task.objects.get(pk=task.pk).status == Status.DEPLOYING}
     assert started == {starts}
+
+
+def test_a_force_start_kills_only_tasks_on_borrowed_skus(lent):
+    """B runs 8 on an 8-SKU machine, 4 of them within its guarantee: a 4-SKU force start of A takes the two
+    borrowed 2s, never the 4 within B's guarantee (which, started first, would be the one task to kill without
+    quotas: the fewest victims)."""
+    forced = task_start(task=lent.task(sku_count=4, project=lent.a, name="forced"), user=lent.owner)
+    task_pin(task=forced, user=lent.manager)
+    preview = task_force_start_preview(task=forced, user=lent.manager)
+    assert preview.fits and {v.pk for v in preview.victims} == {lent.older.pk, lent.newer.pk}
+    task = task_force_start(task=forced, user=lent.manager, expected_victims=[v.pk for v in preview.victims])
+    assert task.status == Status.DEPLOYING
+    assert set(Task.objects.filter(status=Status.KILLED).values_list("pk", flat=True)) == {lent.older.pk, lent.newer.pk}
+    assert Task.objects.get(pk=lent.within.pk).status == Status.RUNNING
+
+
+def test_a_force_start_that_needs_a_task_within_its_guarantee_is_refused_with_nothing_killed(lent):
+    forced = task_start(task=lent.task(sku_count=6, project=lent.a, name="forced"), user=lent.owner)
+    task_pin(task=forced, user=lent.manager)
+    preview = task_force_start_preview(task=forced, user=lent.manager)
+    assert not preview.fits and "within their project's guaranteed quota are never killed" in preview.reason
+    with pytest.raises(OperationRefused, match="killing every task on borrowed SKUs would not make room"):
+        task_force_start(task=forced, user=lent.manager)
+    assert not Task.objects.filter(status=Status.KILLED).exists()
+    assert Task.objects.get(pk=forced.pk).status == Status.QUEUED
+
+
+def test_without_quotas_a_force_start_still_kills_the_fewest(make_cluster):
+    cluster = make_cluster(8)
+    project = ProjectFactory(name="proj-a")
+    big = running(cluster, 4, project, minutes_ago=30)
+    for minutes in (20, 10):
+        running(cluster, 2, project, minutes_ago=minutes)
+    forced = task_start(task=cluster.task(sku_count=4, project=project, name="forced"), user=cluster.owner)
+    task_pin(task=forced, user=cluster.manager)
+    assert task_force_start(task=forced, user=cluster.manager).status == Status.DEPLOYING
+    assert set(Task.objects.filter(status=Status.KILLED).values_list("pk", flat=True)) == {big.pk}

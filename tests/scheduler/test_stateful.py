@@ -166,11 +166,20 @@ class Scheduling(RuleBasedStateMachine):
         task = self._pick(which, pinned=True)
         if task is None:
             return
-        self.forced.add(task.virtual_cluster_id)
+        vc = next(vc for vc in self.clusters if vc.pk == task.virtual_cluster_id)
+        self.forced.add(vc.pk)
+        before = Snapshot(self.clusters, self.projects)
+        mark = TaskEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         try:
             task_force_start(task=task, user=self.manager)
-        except OperationRefused:  # it could not fit even on the empty VC
+        except OperationRefused as refused:  # it could not fit even with every task it may kill killed
             assert Task.objects.get(pk=task.pk).status == Status.QUEUED
+            assert not TaskEvent.objects.filter(pk__gt=mark, to_status=Status.KILLED).exists(), "a refusal killed"
+            if "external port" not in str(refused):
+                assert not fits(task, before._free(vc, before.killable(vc))), f"task {task.pk} could be force-started"
+            return
+        victims = set(TaskEvent.objects.filter(pk__gt=mark, operation="kill").values_list("task_id", flat=True))
+        before.check_force_start(vc, task, victims)
 
     @precondition(lambda self: sum(self.counts[s] for s in HOLDING))
     @rule(which=st.integers(0, 30))
@@ -387,6 +396,21 @@ class Snapshot:
                 found.append(task)
             used[task.project_id] += task.sku_count * task.replicas
         return found
+
+    def killable(self, vc):
+        """The tasks a force start may kill: with quotas, only those on borrowed SKUs."""
+        return self._borrowed(vc) if self.quotas[vc.pk] else self._holding(vc)
+
+    def check_force_start(self, vc, task, victims):
+        """The victims (task ids) of a force start of ``task``, against this snapshot taken before it: each one
+        killable, together they make room, and none could be spared (minimal by removal)."""
+        killable = {t.pk: t for t in self.killable(vc)}
+        assert victims <= killable.keys(), f"force start killed {victims - killable.keys()}, within a guarantee"
+        chosen = [killable[pk] for pk in victims]
+        assert fits(task, self._free(vc, chosen)), f"task {task.pk} was force-started without room"
+        for spared in chosen:
+            others = [t for t in chosen if t.pk != spared.pk]
+            assert not fits(task, self._free(vc, others)), f"victim {spared.pk} of task {task.pk} could be spared"
 
     def check_limits(self, vc):
         for project_id, (guaranteed, limit) in self.quotas[vc.pk].items():
