@@ -8,6 +8,7 @@ row per instance, where some VC reclaims).
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import groupby
 from operator import itemgetter
 
@@ -128,7 +129,7 @@ def _read_queues(states, *, with_owners, for_pass):
 
     Each row comes as the VC's id and then ``QueuedTask``'s fields in their order (the name empty for a pass,
     which says no reasons; the port only where the task exposes one), so a queue is its rows made tuples by C
-    code alone (``QueuedTask._make``), not a Python call per task."""
+    code alone, not a Python call per task."""
     owners = ("owner_id", "owner__username") if with_owners else ()
     rows = (
         Task.objects.filter(status=Status.QUEUED, virtual_cluster_id__in=list(states)).order_by(*QUEUE_ORDER)
@@ -147,15 +148,15 @@ def _read_queues(states, *, with_owners, for_pass):
             cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    width = len(QueuedTask._fields)
-    fields_of = itemgetter(slice(1, 1 + width))
+    fields_of = itemgetter(slice(1, 1 + len(QueuedTask._fields)))
+    make = partial(tuple.__new__, QueuedTask)  # what QueuedTask._make does, without its Python frame
     for vc_id, group in groupby(rows, key=itemgetter(0)):
         state = states[vc_id]
         if not with_owners:
-            state.queue.extend(map(QueuedTask._make, map(fields_of, group)))
+            state.queue.extend(map(make, map(fields_of, group)))
             continue
         for row in group:
-            task = QueuedTask._make(fields_of(row))
+            task = make(fields_of(row))
             state.queue.append(task)
             state.owners[task.id] = row[-2:]
             state.projects[task.id] = task.project
