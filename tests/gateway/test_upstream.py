@@ -2,12 +2,28 @@
 server that answers what a test tells it (bytes as they would come off the wire)."""
 
 import asyncio
+import functools
+import inspect
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from deploy_portal.gateway.upstream import Pool, UpstreamError, UpstreamTimeout, split_address
 
-pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio]
+pytestmark = pytest.mark.timeout(30)
+
+
+def own_loop(test):
+    """Run the coroutine test in an event loop of its own, on a thread of its own: the browser tests' loop may be
+    running on the main thread by the time these run (pytest-asyncio would refuse to start one there)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, test(*args, **kwargs)).result()
+
+    run.__signature__ = inspect.signature(test)
+    return run
 
 OK_CHUNKED = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
               b"8\r\ndata: 1\n\r\n8\r\ndata: 2\n\r\n0\r\n\r\n")
@@ -75,10 +91,11 @@ def pool(timeout=5.0):
 
 @pytest.mark.parametrize("address, expected", [("10.0.0.7:8000", ("10.0.0.7", 8000)),
                                                ("[fd00::7]:8000", ("fd00::7", 8000))])
-async def test_an_address_splits_into_host_and_port(address, expected):
+def test_an_address_splits_into_host_and_port(address, expected):
     assert split_address(address) == expected
 
 
+@own_loop
 async def test_a_chunked_answer_is_unframed_and_the_connection_kept_for_the_next_request():
     async with Replica(OK_CHUNKED, OK_CHUNKED) as replica:
         upstreams = pool()
@@ -94,6 +111,7 @@ async def test_a_chunked_answer_is_unframed_and_the_connection_kept_for_the_next
         upstreams.close()
 
 
+@own_loop
 async def test_what_arrived_while_the_relay_was_busy_comes_as_one_piece():
     parts = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\na\r\n", b"1\r\nb\r\n", b"0\r\n\r\n"]
     async with Replica(parts) as replica:
@@ -102,6 +120,7 @@ async def test_what_arrived_while_the_relay_was_busy_comes_as_one_piece():
         assert [chunk async for chunk in answer.chunks()] == [b"ab"]
 
 
+@own_loop
 async def test_a_kept_connection_the_replica_dropped_is_replaced_without_failing_the_request():
     async with Replica(OK_CHUNKED, "close", OK_CHUNKED) as replica:
         upstreams = pool()
@@ -113,6 +132,7 @@ async def test_a_kept_connection_the_replica_dropped_is_replaced_without_failing
         assert upstreams.opened == 2
 
 
+@own_loop
 async def test_a_refused_connection_is_an_error_before_the_answer():
     async with Replica() as replica:
         address = replica.address
@@ -121,6 +141,7 @@ async def test_a_refused_connection_is_an_error_before_the_answer():
     assert raised.value.before_answer
 
 
+@own_loop
 async def test_a_replica_that_breaks_off_mid_answer_is_an_error_after_the_answer_started():
     broken = Closing([b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n", b"only part of it"])
     async with Replica(broken) as replica:
@@ -132,6 +153,7 @@ async def test_a_replica_that_breaks_off_mid_answer_is_an_error_after_the_answer
         assert b"".join(received) == b"only part of it" and not raised.value.before_answer
 
 
+@own_loop
 async def test_an_answer_without_a_length_ends_with_the_connection():
     unframed = Closing([b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it"])
     async with Replica(unframed) as replica:
@@ -142,6 +164,7 @@ async def test_an_answer_without_a_length_ends_with_the_connection():
         assert upstreams.idle.get(replica.address, []) == []  # not kept: it is closed
 
 
+@own_loop
 async def test_a_silent_replica_times_out():
     async with Replica("silent") as replica:
         with pytest.raises(UpstreamTimeout) as raised:
@@ -149,12 +172,14 @@ async def test_a_silent_replica_times_out():
         assert raised.value.before_answer
 
 
+@own_loop
 async def test_an_interim_100_continue_is_skipped():
     async with Replica(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok") as replica:
         answer = await pool().request(replica.address, "PUT", b"/", [], b"x")
         assert (answer.status, await body_of(answer)) == (201, b"ok")
 
 
+@own_loop
 async def test_an_aborted_answer_stops_the_relay_and_drops_the_connection():
     parts = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"1\r\na\r\n"] + [b"1\r\nb\r\n"] * 20
     async with Replica(parts) as replica:
