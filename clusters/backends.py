@@ -3,6 +3,9 @@
 ``ModelBackend.get_all_permissions`` asks for the user's own permissions and then for their groups'; every
 request that asks ``is_manager`` (the task list, the queue, the sidebar) paid both. Here one ``UNION`` reads them
 together into the same per-request cache (``user._perm_cache``), so ``has_perm`` answers as Django's does.
+
+It answers permissions only: Django's own backend, listed after it, still signs people in (so a login checks its
+password once, and sessions keep naming Django's backend); it finds the cache filled and asks nothing more.
 """
 
 from django.contrib.auth.backends import ModelBackend
@@ -10,6 +13,9 @@ from django.contrib.auth.models import Permission
 
 
 class PermissionBackend(ModelBackend):
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        return None  # Django's ModelBackend does it, once
+
     def get_all_permissions(self, user_obj, obj=None):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()

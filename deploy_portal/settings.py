@@ -119,9 +119,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Login throttling (django-axes), for the portal's form, the admin's and POST api/v1/auth/token/: after
 # LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused for
 # LOGIN_LOCKOUT_MINUTES, the right password included; a success resets the count.
-# PermissionBackend: Django's ModelBackend reading a user's permissions in one query. Django's own stays listed
-# last so that sessions signed in before keep working (a session names its backend); it shares the permission
-# cache, so it asks the database nothing once PermissionBackend has answered.
+# PermissionBackend reads a user's permissions in one query (Django's ModelBackend asks twice) and signs nobody in;
+# Django's ModelBackend signs people in, as before (sessions name it), and finds the permission cache filled.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend", "clusters.backends.PermissionBackend",
     "django.contrib.auth.backends.ModelBackend",

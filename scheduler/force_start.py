@@ -53,7 +53,12 @@ def _victim_choice(state, task):
     return choose_victims(machines=state.machines, holders=holders, demand=Demand(task.sku_count, task.replicas))
 
 
-def _cannot_fit(task, choice):
+def _cannot_fit(task, choice, quotas):
+    if choice.short and not quotas:  # its machines also hold SKUs of tasks of other VCs (a machine moved)
+        return _(
+            "Task “%(task)s” cannot be force-started: even with every task of its virtual cluster killed, its "
+            "machines would not have room: they also hold SKUs of tasks of other virtual clusters."
+        ) % {"task": task.name}
     if choice.short:
         return _(
             "Task “%(task)s” cannot be force-started: tasks within their project's guaranteed quota are never "
@@ -93,9 +98,10 @@ def task_force_start_preview(*, task, user):
     task = Task.objects.select_related("virtual_cluster").get(pk=task.pk)
     check_action(task=task, user=user, action=Action.FORCE_START)
     clusters = VirtualCluster.objects.filter(pk=task.virtual_cluster_id).values(*CLUSTER_FIELDS)
-    choice = _victim_choice(cluster_states(clusters, with_queue=False)[task.virtual_cluster_id], task)
+    state = cluster_states(clusters, with_queue=False)[task.virtual_cluster_id]
+    choice = _victim_choice(state, task)
     if not choice.fits:
-        return ForceStartPreview(fits=False, victims=[], reason=_cannot_fit(task, choice))
+        return ForceStartPreview(fits=False, victims=[], reason=_cannot_fit(task, choice, state.quotas))
     clash = _port_clash(task, choice.victims)
     if clash is not None:
         return ForceStartPreview(fits=False, victims=[], reason=clash)
@@ -148,7 +154,7 @@ def task_force_start(*, task, user, expected_victims=None):
         state = cluster_states(clusters)[task.virtual_cluster_id]
         choice = _victim_choice(state, task)
         if not choice.fits:
-            raise OperationRefused(_cannot_fit(task, choice))
+            raise OperationRefused(_cannot_fit(task, choice, state.quotas))
         ports = PortBook(locked=True).lock()  # before the check: no other decision hands out a port until this one commits
         clash = _port_clash(task, choice.victims)
         if clash is not None:

@@ -234,6 +234,9 @@ class Gateway:
                 self.balancer.eject(upstream)
                 tried.add(upstream)
                 continue
+            except BaseException:  # cancelled: the outstanding count is given back all the same
+                self.balancer.finished(upstream)
+                raise
             break
         return _Relay(self, answer, upstream, route, grant, started)
 

@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.waiter = None
         self.head = False
         self.keep_alive = False
+        self.extra = False  # bytes past the end of the answer: the connection cannot be trusted with another
         self.delimited = False  # a length or chunked framing: else the answer ends with the connection
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -63,10 +64,13 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
+        if self.complete:  # the answer was whole: what follows belongs to no request
+            self.extra = True
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(UpstreamError(f"the replica's answer is not HTTP: {exc}"))
             self.transport.close()
 
@@ -93,9 +97,16 @@ class _Connection(asyncio.Protocol):
         pass
 
     # -- httptools callbacks ------------------------------------------------------------------
+    def on_message_begin(self):
+        if self.complete:  # a second answer in the same read
+            self.extra = True
+
     def on_header(self, name, value):
+        if self.extra:
+            return
         self.headers.append((name, value))
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+        lowered = name.lower()
+        if lowered == b"content-length" or lowered == b"transfer-encoding" and b"chunked" in value.lower():
             self.delimited = True
 
     def on_headers_complete(self):
@@ -109,6 +120,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body):
+        if self.extra:
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered >= BUFFERED_BYTES:
@@ -116,7 +129,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self):
-        if self.status is not None:
+        if self.status is not None and not self.extra:
             self.complete = True
             self._wake()
 
@@ -145,7 +158,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self):
-        return not self.closed and not self.transport.is_closing() and self.error is None
+        return not self.closed and not self.transport.is_closing() and self.error is None and not self.extra
 
 
 class Answer:
@@ -175,10 +188,10 @@ class Answer:
                 connection.buffered = 0
                 yield data
                 continue
+            if connection.complete:  # whole, even if the replica misbehaved after it (it is not kept then)
+                return
             if connection.error is not None:
                 raise connection.error
-            if connection.complete:
-                return
             await connection.wait(self.timeout)
 
     def abort(self):
@@ -226,6 +239,7 @@ class Pool:
             connection = idle.pop()
             if connection.reusable:
                 return connection
+            connection.transport.close()
         return None
 
     async def _open(self, address):
@@ -252,11 +266,14 @@ class Pool:
         lines.append(b"\r\n")
         lines.append(body)
         connection.transport.write(b"".join(lines))
-        while connection.status is None:
-            if connection.error is not None:
-                connection.transport.close()
-                raise connection.error
-            await connection.wait(self.timeout)
+        try:
+            while connection.status is None:
+                if connection.error is not None:
+                    raise connection.error
+                await connection.wait(self.timeout)
+        except BaseException:  # an error, or the request cancelled (the gateway stopping): the connection goes
+            connection.transport.close()
+            raise
         return Answer(self, address, connection, self.timeout)
 
     def _release(self, address, connection):

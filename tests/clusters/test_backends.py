@@ -50,10 +50,14 @@ def test_an_inactive_user_has_no_permissions():
     assert not is_manager(fresh(user))
 
 
-def test_a_new_login_names_this_backend_and_a_session_of_djangos_own_still_works(client):
+def test_a_login_checks_the_password_once_and_its_session_names_djangos_backend(client, monkeypatch):
     user = UserFactory(username="erin")
+    checked = []
+    check_password = type(user).check_password
+    monkeypatch.setattr(type(user), "check_password", lambda self, raw: checked.append(raw) or check_password(self, raw))
+    assert not client.login(username="erin", password="wrong")
+    assert checked == ["wrong"]  # not once per backend
     assert client.login(username="erin", password=PASSWORD)
-    assert client.session[BACKEND_SESSION_KEY] == "clusters.backends.PermissionBackend"
-    client.logout()
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")  # signed in before the change
+    assert client.session[BACKEND_SESSION_KEY] == "django.contrib.auth.backends.ModelBackend"
     assert client.get("/api/v1/tasks/", HTTP_ACCEPT="application/json").status_code == 200
+    assert user.pk == int(client.session["_auth_user_id"])

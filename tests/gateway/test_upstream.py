@@ -190,3 +190,16 @@ async def test_an_aborted_answer_stops_the_relay_and_drops_the_connection():
             await body_of(answer)
         answer.close()
         assert upstreams.idle.get(replica.address, []) == []
+
+
+@own_loop
+async def test_bytes_past_the_end_of_an_answer_are_not_passed_on_nor_the_connection_kept():
+    async with Replica(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nz",
+                       OK_CHUNKED) as replica:
+        upstreams = pool()
+        answer = await upstreams.request(replica.address, "GET", b"/", [], b"")
+        assert await body_of(answer) == b"ok"
+        answer.close()
+        answer = await upstreams.request(replica.address, "GET", b"/", [], b"")
+        assert await body_of(answer) == b"data: 1\ndata: 2\n"
+        assert upstreams.opened == 2  # the first connection, which said more than it was asked, was dropped
