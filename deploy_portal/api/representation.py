@@ -4,9 +4,10 @@ A list of 50 tasks asks every one of ~30 fields, for every task, the same questi
 (``_readable_fields`` as a generator, ``Field.get_attribute``'s layers, its exception handling). The plan
 keeps the declared fields as they are — ONE field list, nothing hand-written beside it — and only takes the
 short way for a plain attribute: a field that does not override ``get_attribute``, read from a model instance
-(or, with a one-part source, from a dict that has the key), whose value is not callable. Everything else (relations with their pk-only shortcut, method fields,
-``source="*"``, dict items, defaults, a missing attribute) goes through DRF's own ``get_attribute``, so the
-output is DRF's, byte for byte (``tests/api/test_representation.py`` compares both on every serializer).
+(or, with a one-part source, from a dict that has the key), whose value is not callable. Everything else
+(relations with their pk-only shortcut, method fields, ``source="*"``, dotted sources into dicts, defaults, a
+missing attribute or key) goes through DRF's own ``get_attribute``, so the output is DRF's, byte for byte
+(``tests/api/test_representation.py`` compares both on every serializer).
 """
 
 from collections.abc import Mapping

@@ -3,8 +3,9 @@
 ``/<project>/<task>/<path>`` (the task's name or id, see ``endpoints.paths``) is proxied to ``<path>`` on one of
 the current run's ready replicas. Built on Starlette (a small, well-kept ASGI toolkit: no middleware stack or
 per-request ORM between the client and the model) served by uvicorn (uvloop + httptools), with a lean keep-alive
-HTTP/1.1 client of its own upstream (``upstream``: httptools' parser, a relay woken once per batch of bytes). Every answer the gateway makes itself is JSON in OpenAI's error shape (``{"error": {...}}``), so
-an OpenAI client shows it as it shows its own.
+HTTP/1.1 client of its own upstream (``upstream``: httptools' parser, a relay woken once per batch of bytes).
+Every answer the gateway makes itself is JSON in OpenAI's error shape (``{"error": {...}}``), so an OpenAI client
+shows it as it shows its own.
 
 - Who: ``Authorization: Bearer <key>`` (``endpoints.keys``) unless the task is public; checked against the
   keys held in memory (``world.World``, read again within ``GATEWAY_REFRESH_SECONDS`` of a change), never a query

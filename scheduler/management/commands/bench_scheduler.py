@@ -38,7 +38,7 @@ from clusters.models import Node, PriorityClass, Project, ProjectQuota, QueuePol
 from scheduler.queues import plan_queue
 from scheduler.selectors import CLUSTER_FIELDS, cluster_states
 from scheduler.scheduling import schedule_all
-from tasks.models import Task, TaskInstance
+from tasks.models import Task, TaskInstance, TaskRun
 from tasks.services import bulk_current_runs
 from tasks.states import HOLDING, Status
 
@@ -54,12 +54,13 @@ def analyze():
     statistics for the rows just made, sorts 100,000 queued tasks that the queue index holds in their order."""
     if connection.vendor != "postgresql":
         return
+    tables = ", ".join(
+        connection.ops.quote_name(model._meta.db_table)
+        for model in (Task, TaskInstance, TaskRun, Node, VirtualCluster, ProjectQuota)
+    )
     with connection.cursor() as cursor:
         # Inside the transaction: ANALYZE counts the rows this transaction inserted (VACUUM cannot run here).
-        cursor.execute(
-            "ANALYZE tasks_task, tasks_taskinstance, tasks_taskrun, clusters_node, clusters_virtualcluster,"
-            " clusters_projectquota"
-        )
+        cursor.execute(f"ANALYZE {tables}")
 
 
 def calibration(repeat=3):
