@@ -8,6 +8,7 @@ over-allocate a machine.
 """
 
 from collections import defaultdict
+from operator import attrgetter
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,7 +22,7 @@ from tasks.services import task_transition
 
 from . import dispatch, notices
 from .instruments import SCHEDULING_PASS_SECONDS
-from .placement import Capacity
+from .placement import Capacity, Demand
 from .ports import PortBook
 from .reasons import never_fits_sentence
 from .selectors import CLUSTER_FIELDS, cluster_states, plan_clusters
@@ -90,21 +91,21 @@ def write_placements(placements, ports, how=None):
     return list(placements)
 
 
+SHAPE = attrgetter("sku_count", "replicas")  # a queued task's (SKUs, replicas): its Demand
+
+
 def drop_hopeless(state):
     """Stop the queued tasks that could never fit the VC as its machines now are, with the reason.
 
     SPEC refuses such a task at start rather than queue it forever; one queued before its machines were
     removed or shrunk leaves the queue the same way, so a strict queue is never stalled behind it.
     """
-    capacity, verdicts, hopeless = Capacity(state.machines), {}, {}
-    for queued in state.queue:
-        key = (queued.sku_count, queued.replicas)
-        if key not in verdicts:
-            verdicts[key] = capacity.never_fits(queued.demand)
-        if verdicts[key] is not None:
-            hopeless[queued.id] = verdicts[key]
-    if not hopeless:
+    capacity = Capacity(state.machines)
+    # Each shape once (a queue of 100,000 has a handful), then the tasks only where some shape can never fit.
+    verdicts = {shape: capacity.never_fits(Demand(*shape)) for shape in set(map(SHAPE, state.queue))}
+    if not any(verdicts.values()):
         return
+    hopeless = {queued.id: verdicts[SHAPE(queued)] for queued in state.queue if verdicts[SHAPE(queued)] is not None}
     for task in Task.objects.select_for_update(of=("self",)).filter(pk__in=list(hopeless)).order_by("pk"):
         message = Sentence(
             N_("Taken out of the queue: it can never run on %(vc)s as its machines now are — it %(why)s."),
