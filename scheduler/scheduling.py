@@ -91,7 +91,7 @@ def write_placements(placements, ports, how=None):
     return list(placements)
 
 
-SHAPE = attrgetter("sku_count", "replicas")  # a queued task's (SKUs, replicas): its Demand
+SHAPE = attrgetter("sku_count", "replicas")  # a queued task's Demand, as a tuple in Demand's field order
 
 
 def drop_hopeless(state):
@@ -101,11 +101,14 @@ def drop_hopeless(state):
     removed or shrunk leaves the queue the same way, so a strict queue is never stalled behind it.
     """
     capacity = Capacity(state.machines)
-    # Each shape once (a queue of 100,000 has a handful), then the tasks only where some shape can never fit.
+    # Each shape judged once (a queue of 100,000 has a handful); the tasks are gone through only where some shape
+    # can never fit, which is rare.
     verdicts = {shape: capacity.never_fits(Demand(*shape)) for shape in set(map(SHAPE, state.queue))}
-    if not any(verdicts.values()):
+    never = {shape: wait for shape, wait in verdicts.items() if wait is not None}
+    if not never:
         return
-    hopeless = {queued.id: verdicts[SHAPE(queued)] for queued in state.queue if verdicts[SHAPE(queued)] is not None}
+    shapes = zip(state.queue, map(SHAPE, state.queue))
+    hopeless = {queued.id: never[shape] for queued, shape in shapes if shape in never}
     for task in Task.objects.select_for_update(of=("self",)).filter(pk__in=list(hopeless)).order_by("pk"):
         message = Sentence(
             N_("Taken out of the queue: it can never run on %(vc)s as its machines now are — it %(why)s."),

@@ -80,7 +80,8 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True, for_pass=Fal
     """{vc id: ClusterState} for ``clusters`` (dicts with CLUSTER_FIELDS): two queries without the queue, with it
     three, one more where some VC has quotas or fair share and one where some VC reclaims. ``for_pass``: the
     pass says no reasons, so the queued tasks' names are left out, and its read of the queues is planned as
-    ``PASS_READ_SETTINGS`` says (the queue index read in order, not 100,000 rows sorted)."""
+    ``PASS_READ_SETTINGS`` says (the queue index read in order, not 100,000 rows sorted: two statements more,
+    one before the read, one after)."""
     states = {}
     for row in clusters:
         if row["id"] not in states:
@@ -90,7 +91,7 @@ def cluster_states(clusters, *, with_owners=False, with_queue=True, for_pass=Fal
             states[row["id"]].quotas[project] = Quota(project_name, guaranteed, limit)
     if not states:
         return states
-    with _collector_paused():
+    with collector_paused():
         _read_rows(states, with_owners=with_owners, with_queue=with_queue, for_pass=for_pass)
     return states
 
@@ -174,23 +175,25 @@ def _read_queues(states, *, with_owners, for_pass):
 # are in memory, where a random read costs about what a sequential one does. Measured at 100,000 queued:
 # 0.09 s read in the index's order, 0.19–0.35 s scanned and sorted. Should it sort after all, in memory.
 PASS_READ_SETTINGS = (("random_page_cost", "1.1"), ("work_mem", "64MB"))
+PASS_READ_SAVEPOINT = "pass_read"
 
 
 @contextmanager
 def _planned_for_pass(cursor, for_pass):
-    """``PASS_READ_SETTINGS`` for the read inside (a pass's, on PostgreSQL), then the settings as they were."""
-    if not (for_pass and connection.vendor == "postgresql"):
+    """``PASS_READ_SETTINGS`` for the read inside (a pass's, on PostgreSQL, in its transaction), then the settings
+    exactly as they were: they are set in a savepoint of their own, rolled back after the read. A read that fails
+    leaves its own error; the rollback of the transaction or savepoint that holds the pass takes the settings too."""
+    if not (for_pass and connection.vendor == "postgresql" and connection.in_atomic_block):
         yield
         return
-    cursor.execute("; ".join(f"SET LOCAL {name} = '{value}'" for name, value in PASS_READ_SETTINGS))
-    try:
-        yield
-    finally:
-        cursor.execute("; ".join(f"SET LOCAL {name} TO DEFAULT" for name, _value in PASS_READ_SETTINGS))
+    settings = "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in PASS_READ_SETTINGS)
+    cursor.execute(f"SAVEPOINT {PASS_READ_SAVEPOINT}; {settings}")
+    yield  # not in a finally: after an error the transaction is aborted, and a rollback is its holder's to do
+    cursor.execute(f"ROLLBACK TO SAVEPOINT {PASS_READ_SAVEPOINT}; RELEASE SAVEPOINT {PASS_READ_SAVEPOINT}")
 
 
 @contextmanager
-def _collector_paused():
+def collector_paused():
     """Python's cyclic collector paused while the rows are read and made tuples, then as it was.
 
     The rows hold numbers and strings, no cycle, yet making 100,000 of them starts some 400 collections, two of

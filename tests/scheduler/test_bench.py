@@ -7,13 +7,15 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from clusters.models import Node, VirtualCluster
 from scheduler.management.commands.bench_scheduler import Command, analyze
 from scheduler.scheduling import schedule_all
-from scheduler.selectors import CLUSTER_FIELDS, PASS_READ_SETTINGS, _planned_for_pass, cluster_states
+from scheduler.selectors import (
+    CLUSTER_FIELDS, PASS_READ_SAVEPOINT, PASS_READ_SETTINGS, _planned_for_pass, cluster_states,
+)
 from tasks.models import Task
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +75,12 @@ def test_bench_reconcile_prints_a_query_count_that_does_not_grow_with_the_holdin
     assert not Task.objects.exists() and not VirtualCluster.objects.exists()
 
 
+def setting(name):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return cursor.fetchone()[0]
+
+
 def test_a_pass_reads_the_queues_in_their_index_order_and_leaves_the_planner_settings_as_they_were():
     """The pass's read of 100,000 queued rows was a table scan and a sort (0.19–0.35 s): it reads the queue index
     in order now, under settings that last for that read alone."""
@@ -80,22 +88,28 @@ def test_a_pass_reads_the_queues_in_their_index_order_and_leaves_the_planner_set
     with transaction.atomic():
         vc_ids = Command()._build(random.Random(3), nodes=100, vcs=10, queued=3000, sku_capacity=8, seed=3, quotas="half")
         analyze()
-
-        def setting(name):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT current_setting(%s)", [name])
-                return cursor.fetchone()[0]
-
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '8MB'")  # set by someone before the pass: comes back as it was
         before = {name: setting(name) for name, _value in PASS_READ_SETTINGS}
         with CaptureQueriesContext(connection) as context:
             assert schedule_all(virtual_cluster_ids=vc_ids) == []
-        assert {name: setting(name) for name in before} == before
-        [queue_read] = [q["sql"] for q in context.captured_queries if '"tasks_task"."queued_at"' in q["sql"]]
+        assert {name: setting(name) for name in before} == before and before["work_mem"] == "8MB"
+        statements = [q["sql"] for q in context.captured_queries]
+        [at] = [i for i, sql in enumerate(statements) if '"tasks_task"."queued_at"' in sql]
+        assert statements[at - 1].startswith(f"SAVEPOINT {PASS_READ_SAVEPOINT}; SET LOCAL random_page_cost")
+        assert statements[at + 1].startswith(f"ROLLBACK TO SAVEPOINT {PASS_READ_SAVEPOINT}")
         with connection.cursor() as cursor, _planned_for_pass(cursor, True):
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {queue_read}")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {statements[at]}")
             plan = cursor.fetchone()[0][0]["Plan"]
         assert (plan["Node Type"], plan.get("Index Name")) == ("Index Scan", "task_queue_idx"), plan
         transaction.set_rollback(True)
+
+
+def test_a_pass_read_that_fails_says_its_own_error():
+    """Not the error of a statement run after it in the aborted transaction."""
+    with pytest.raises(DataError, match="division by zero"), transaction.atomic():
+        with connection.cursor() as cursor, _planned_for_pass(cursor, True):
+            cursor.execute("SELECT 1 / 0")
 
 
 def test_the_reads_of_a_pass_start_no_collection_and_leave_the_collector_as_it_was():
