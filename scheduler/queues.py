@@ -30,7 +30,7 @@ import heapq
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from .placement import Capacity, Demand, FreeBlocks, Machine, Wait, WaitCode, why_not
+from .placement import Capacity, Demand, FreeBlocks, Wait, WaitCode, why_not
 from .victims import choose_victims
 
 # The values of clusters.models.QueuePolicy (kept literal: this module stays free of the ORM).
@@ -270,15 +270,8 @@ class _Planner:
         others = [h for h in self.reclaimable if self.holder_projects.get(h.task_id) != task.project]
         if not others:
             return None
-        machines = self.blocks.now(self.machines)
-        freed = {}
-        for holder in others:
-            for machine_id, skus in holder.instances:
-                freed[machine_id] = freed.get(machine_id, 0) + skus
-        emptied = [Machine(m.id, m.name, m.capacity, m.used - freed.get(m.id, 0), m.schedulable) for m in machines]
-        if not FreeBlocks(emptied).can_fit(task.demand):  # not even with every one of them gone
-            return None
-        choice = choose_victims(machines=machines, holders=others, demand=task.demand)
+        # Refused at once (``short``) when not even every one of them gone would make room: no search then.
+        choice = choose_victims(machines=self.blocks.now(self.machines), holders=others, demand=task.demand)
         if not choice.fits or not choice.victims:
             return None
         killed = set(choice.victims)
